@@ -1,0 +1,1 @@
+"""The edgesense program: cli, config, supervisor, worker entry, systemd notify."""
