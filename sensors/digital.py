@@ -5,6 +5,11 @@ previous reading, counted by gpiozero's ``when_activated`` callback as they
 happen, so a press between two readings is never missed::
 
     reading sensor=door value=0 unit=state activations=2
+
+``pull_up`` chooses the internal pull resistor (each type has gpiozero's
+default). ``active_state`` declares a floating input (an external pull
+resistor) and which level means active; gpiozero allows it only without an
+internal pull, so it cannot be combined with ``pull_up``.
 """
 
 import threading
@@ -48,7 +53,19 @@ class DigitalSensor(DeviceSensor):
 
     @classmethod
     def option_problems(cls, options):
-        return at_least(options, "bounce_time", 0, inclusive=False)
+        problems = at_least(options, "bounce_time", 0, inclusive=False)
+        if "active_state" in options and "pull_up" in options:
+            problems.append(("active_state", "declares a floating input, so"
+                             " it cannot be combined with pull_up"))
+        return problems
+
+
+def _pull(pull_up, active_state, default):
+    """gpiozero's ``pull_up`` argument: None (floating) with an
+    active_state, else the configured pull or the type's default."""
+    if active_state is not None:
+        return None
+    return default if pull_up is None else pull_up
 
 
 class SmoothedDigitalSensor(DigitalSensor):
@@ -57,7 +74,7 @@ class SmoothedDigitalSensor(DigitalSensor):
 
     @classmethod
     def option_problems(cls, options):
-        return (
+        return super().option_problems(options) + (
             at_least(options, "queue_len", 1)
             + at_least(options, "sample_rate", 0, inclusive=False)
             + between(options, "threshold", 0.0, 1.0)
@@ -67,34 +84,37 @@ class SmoothedDigitalSensor(DigitalSensor):
 class ButtonInput(DigitalSensor):
     """``type = "button"``: a push button or switch (pulled up by default)."""
 
-    def __init__(self, pin: int | str, *, pull_up: bool = True,
+    def __init__(self, pin: int | str, *, pull_up: bool | None = None,
                  active_state: bool | None = None,
                  bounce_time: float | None = None, pin_factory=None):
         super().__init__(gpiozero.Button(
-            pin, pull_up=pull_up, active_state=active_state,
+            pin, pull_up=_pull(pull_up, active_state, True),
+            active_state=active_state,
             bounce_time=bounce_time, pin_factory=pin_factory))
 
 
 class DigitalInput(DigitalSensor):
     """``type = "digital_input"``: any on/off input (not pulled by default)."""
 
-    def __init__(self, pin: int | str, *, pull_up: bool = False,
+    def __init__(self, pin: int | str, *, pull_up: bool | None = None,
                  active_state: bool | None = None,
                  bounce_time: float | None = None, pin_factory=None):
         super().__init__(gpiozero.DigitalInputDevice(
-            pin, pull_up=pull_up, active_state=active_state,
+            pin, pull_up=_pull(pull_up, active_state, False),
+            active_state=active_state,
             bounce_time=bounce_time, pin_factory=pin_factory))
 
 
 class MotionInput(SmoothedDigitalSensor):
     """``type = "motion"``: a PIR motion sensor."""
 
-    def __init__(self, pin: int | str, *, pull_up: bool = False,
+    def __init__(self, pin: int | str, *, pull_up: bool | None = None,
                  active_state: bool | None = None, queue_len: int = 1,
                  sample_rate: float = 10, threshold: float = 0.5,
                  pin_factory=None):
         super().__init__(gpiozero.MotionSensor(
-            pin, pull_up=pull_up, active_state=active_state,
+            pin, pull_up=_pull(pull_up, active_state, False),
+            active_state=active_state,
             queue_len=queue_len, sample_rate=sample_rate, threshold=threshold,
             pin_factory=pin_factory))
 
@@ -102,11 +122,12 @@ class MotionInput(SmoothedDigitalSensor):
 class LineInput(SmoothedDigitalSensor):
     """``type = "line"``: an infra-red line sensor such as the TCRT5000."""
 
-    def __init__(self, pin: int | str, *, pull_up: bool = False,
+    def __init__(self, pin: int | str, *, pull_up: bool | None = None,
                  active_state: bool | None = None, queue_len: int = 5,
                  sample_rate: float = 100, threshold: float = 0.5,
                  pin_factory=None):
         super().__init__(gpiozero.LineSensor(
-            pin, pull_up=pull_up, active_state=active_state,
+            pin, pull_up=_pull(pull_up, active_state, False),
+            active_state=active_state,
             queue_len=queue_len, sample_rate=sample_rate, threshold=threshold,
             pin_factory=pin_factory))
