@@ -322,9 +322,10 @@ class ReadJob:
 class StopWaiter:
     """Sleeps until a timeout, the stop pipe or the supervisor's death.
 
-    ``stop`` becomes readable on a message or on EOF (the supervisor closed
-    its end or died); the parent's sentinel covers a supervisor that died
-    while some other process still holds the pipe's write end.
+    ``stop`` becomes readable on a message or on EOF. EOF comes only when
+    every copy of the write end is closed, and a forked worker inherits one,
+    so under ``fork`` the supervisor must send a message; the parent's
+    sentinel covers a supervisor that died while a copy is still open.
     """
 
     def __init__(self, stop):
