@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from logging_setup.files import LOG_FILE_NAME, READINGS_FILE_NAME, LiveFile, LogFileHandler, ReadingsHandler
+from logging_setup.directory import LogDirectory
+from logging_setup.handlers import LOG_FILE_NAME, READINGS_FILE_NAME, LogFileHandler, ReadingsHandler
 from logging_setup.formats import console_formatter
 from logging_setup.transport import MAX_DATAGRAM_BYTES, STOP_SENTINEL, decode_record
 
@@ -57,11 +58,10 @@ def _install_handlers(settings):
     QueueHandler stays reachable, so the listener never sends a record back
     into the transport (the article's infinite loop)."""
     _remove_inherited_handlers()
-    directory = Path(settings.dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = LogDirectory(settings.dir, settings.max_file_bytes, settings.max_total_bytes, settings.compress)
     handlers = [
-        LogFileHandler(LiveFile(directory / LOG_FILE_NAME)),
-        ReadingsHandler(LiveFile(directory / READINGS_FILE_NAME)),
+        LogFileHandler(directory.open_live(LOG_FILE_NAME)),
+        ReadingsHandler(directory.open_live(READINGS_FILE_NAME)),
     ]
     if settings.console:
         console = logging.StreamHandler(sys.stderr)
