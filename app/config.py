@@ -168,14 +168,14 @@ def _seconds(cls, name, meaning, minimum=0, inclusive=False):
 
 LOGGING_KEYS = (
     Key("dir", STRING, DEFAULT_LOG_DIR,
-        "Folder of the log files (edgesense.log, readings.jsonl and their rotated copies)."),
+        "Folder of the log files (`edgesense.log`, `readings.jsonl` and their rotated copies)."),
     Key("level", STRING, _default(LogSettings, "level"),
         "Lowest level written to the log files and the console.", choices=LEVELS),
     Key("max_file_bytes", INTEGER, _default(LogSettings, "max_file_bytes"),
         "Size at which a log file is rotated.", 4096, unit="bytes"),
     Key("max_total_bytes", INTEGER, _default(LogSettings, "max_total_bytes"),
         "Storage budget of the log folder, live and rotated files together; "
-        "at least 2 x max_file_bytes (edgesense.log and readings.jsonl).", 8192, unit="bytes"),
+        "at least 2 x max_file_bytes (the live `edgesense.log` and `readings.jsonl`).", 8192, unit="bytes"),
     Key("compress", BOOLEAN, _default(LogSettings, "compress"), "Gzip rotated files."),
     Key("console", BOOLEAN, _default(LogSettings, "console"),
         "Also print every record on stderr (the journal under systemd)."),
@@ -195,21 +195,21 @@ SUPERVISOR_KEYS = (
     _seconds(SupervisorSettings, "stop_timeout",
              "How long a sensor may take to stop before it is killed."),
     Key("state_file", STRING, None,
-        f"The state file read by `edgesense status`; default: {STATE_FILE_NAME} in the log folder."),
+        f"The state file read by `edgesense status`; unset: `{STATE_FILE_NAME}` in the log folder."),
 )
 
 GPIO_KEYS = (
     Key("pin_factory", STRING, None,
-        "gpiozero pin factory for every sensor; default: $GPIOZERO_PIN_FACTORY, "
-        "else gpiozero's own choice (lgpio on a Pi 5).", choices=PIN_FACTORIES),
+        "gpiozero pin factory of every sensor; unset: `$GPIOZERO_PIN_FACTORY`, "
+        "else gpiozero's default.", choices=PIN_FACTORIES),
 )
 
 SENSOR_KEYS = (
     Key("name", STRING, None,
-        "Required. Unique name: letters, digits, _ . - (the process is sensor:<name>)."),
+        "Unique name, 1 to 64 letters, digits, `_`, `.`, `-`; its process is `sensor:NAME`."),
     Key("type", STRING, None,
-        "Required. A built-in sensor type, or a custom one as package.module:Class."),
-    _seconds(SensorConfig, "interval", "Required. Seconds between readings."),
+        "A built-in sensor type, or a custom one as `package.module:Class`."),
+    _seconds(SensorConfig, "interval", "Time between the starts of two readings."),
     _seconds(SensorConfig, "read_timeout",
              "A read that has not returned after this long is a hung sensor: it is restarted."),
     Key("max_failures", INTEGER, _default(SensorConfig, "max_failures"),
@@ -397,10 +397,8 @@ def _check_keys(table, keys, key_path, problems, *, unknown_ok=False):
         problem = key.problem(value)
         if problem:
             problems.add(f"{key_path}.{name}", problem)
-        elif key.choices:
-            valid[name] = _normalize_choice(key, value)
         else:
-            valid[name] = float(value) if key.kind is NUMBER else value
+            valid[name] = _normalize_choice(key, value) if key.choices else value
     return valid
 
 
@@ -534,41 +532,15 @@ def _common_key_hint(option, message):
 
 
 def _check_pins(type_name, options, key_path, pin_owners, problems):
-    """Two sensors on one pin: the later one gets the message."""
-    for pin in registry.pins_of(type_name, options):
-        canonical = canonical_pin(pin)
-        first = pin_owners.setdefault(canonical, key_path)
-        if first != key_path:
-            key = next((option for option, value in options.items()
-                        if canonical_pin(value) == canonical), "pin")
-            problems.add(f"{key_path}.{key}",
-                         f"{render(pin)} is already used by {first}; "
-                         "two sensors cannot share a pin")
-
-
-def canonical_pin(pin):
-    """One name per GPIO (17, "GPIO17", "BCM17" and "BOARD11" are the same)."""
-    if _is_int(pin):
-        return f"GPIO{pin}"
-    if not isinstance(pin, str):
-        return repr(pin)
-    text = pin.strip().upper()
-    if text.isdigit():
-        return f"GPIO{int(text)}"
-    if text.startswith("BOARD") or text.startswith("J8:"):
-        return _board_pin(text)
-    found = re.fullmatch(r"(?:GPIO|BCM)(\d+)", text)
-    return f"GPIO{int(found[1])}" if found else text
-
-
-def _board_pin(text):
-    """The GPIO on a physical header pin, from gpiozero's 40-pin header data
-    (the same on every 40-pin Pi; no pin factory is created)."""
-    from gpiozero import pi_info
-
-    for _header, info in pi_info("a02082").find_pin(text):
-        return info.name
-    return text
+    """Two sensors on one pin: the later one gets the message. ``pins_of``
+    gives gpiozero's name of each pin, so 17 and "BOARD11" are one pin."""
+    for key, value in options.items():
+        for pin in registry.pins_of(type_name, {key: value}):
+            first = pin_owners.setdefault(pin, key_path)
+            if first != key_path:
+                problems.add(f"{key_path}.{key}",
+                             f"{render(value)} is already used by {first} (as {pin}); "
+                             "two sensors cannot share a pin")
 
 
 # --- Paths ---
@@ -588,19 +560,9 @@ def _nearest_existing(path):
 
 def _check_writable(directory, key_path, problems):
     """The folder exists and is writable, or could be created."""
-    existing = _nearest_existing(directory)
-    if existing == directory:
-        if not directory.is_dir():
-            problems.add(key_path, f"{render(str(directory))} exists and is not a folder")
-        elif not os.access(directory, os.W_OK | os.X_OK):
-            problems.add(key_path, f"{render(str(directory))} is not writable")
-        return
-    if not existing.is_dir():
-        problems.add(key_path, f"{render(str(directory))} cannot be created: "
-                               f"{existing} is not a folder")
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problems.add(key_path, f"{render(str(directory))} cannot be created: "
-                               f"{existing} is not writable")
+    reason = _unwritable_reason(directory)
+    if reason:
+        problems.add(key_path, f"{render(str(directory))} {reason}")
 
 
 def _check_state_file(state_file, problems):
@@ -608,7 +570,27 @@ def _check_state_file(state_file, problems):
         problems.add("supervisor.state_file", f"{render(str(state_file))} is a folder; "
                                               "expected a file path")
         return
-    _check_writable(state_file.parent, "supervisor.state_file", problems)
+    reason = _unwritable_reason(state_file.parent)
+    if reason:
+        problems.add("supervisor.state_file", f"{render(str(state_file))} cannot be written: "
+                                              f"its folder {reason}")
+
+
+def _unwritable_reason(directory):
+    """Why files cannot be written in ``directory`` (without creating it),
+    or None."""
+    existing = _nearest_existing(directory)
+    if existing == directory:
+        if not directory.is_dir():
+            return "exists and is not a folder"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return "is not writable"
+        return None
+    if not existing.is_dir():
+        return f"cannot be created: {existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be created: {existing} is not writable"
+    return None
 
 
 # --- Lookup ---

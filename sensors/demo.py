@@ -30,6 +30,8 @@ class _DrivenDemo(Sensor):
     """A gpiozero device on a mock pin, and a thread that drives the pin
     until ``close()``."""
 
+    pin_options = ("pin",)
+
     def __init__(self):
         self._stopping = threading.Event()
         self._driver = threading.Thread(target=self._drive, name=f"{type(self).__name__}-pattern",
@@ -54,7 +56,7 @@ class DemoButton(_DrivenDemo):
     """A push button pressed now and then: the value is 1 while pressed, and
     ``activations`` counts the presses since the previous reading."""
 
-    def __init__(self, *, pin=17, pin_factory=None):
+    def __init__(self, *, pin: int | str = 17, pin_factory=None):
         self.pin = _mock_factory(pin_factory).pin(pin)
         self.device = Button(pin, pin_factory=self.pin.factory)
         self._presses = 0
@@ -80,7 +82,7 @@ class DemoButton(_DrivenDemo):
 class DemoMotion(_DrivenDemo):
     """A PIR motion sensor that sees someone pass every few seconds."""
 
-    def __init__(self, *, pin=27, pin_factory=None):
+    def __init__(self, *, pin: int | str = 27, pin_factory=None):
         self.pin = _mock_factory(pin_factory).pin(pin)
         self.device = MotionSensor(pin, pin_factory=self.pin.factory)
         self._motions = 0
@@ -109,7 +111,14 @@ class DemoLight(_DrivenDemo):
 
     CHARGE_TIME_LIMIT = 0.01
 
-    def __init__(self, *, pin=22, period=30.0, pin_factory=None):
+    @classmethod
+    def option_problems(cls, options):
+        period = options.get("period")
+        if period is not None and period <= 0:
+            return [("period", f"must be greater than 0 (seconds), not {period!r}")]
+        return []
+
+    def __init__(self, *, pin: int | str = 22, period: float = 30.0, pin_factory=None):
         self.period = period
         self.pin = _mock_factory(pin_factory).pin(pin, pin_class=MockChargingPin)
         self.pin.charge_time = self._charge_time()
