@@ -120,7 +120,7 @@ def cmd_run(args):
         print(demo.BANNER, file=sys.stderr, flush=True)
     from app.supervisor import run_service  # the service's imports, only when it runs
 
-    return ExitStatus(run_service(config))
+    return run_service(config)
 
 
 def cmd_check(args):

@@ -340,9 +340,9 @@ def load_config(path, *, check_paths=True):
     ``check_paths=False`` skips the writability checks of the log folder and
     the state file, for commands that only read them (``status``, ``logs``).
     """
-    path = Path(path)
     data = read_toml(path)
-    return config_from_dict(data, path=path, base_dir=path.absolute().parent,
+    absolute = Path(path).absolute()
+    return config_from_dict(data, path=absolute, base_dir=absolute.parent,
                             source=str(path), check_paths=check_paths)
 
 
