@@ -2,14 +2,15 @@
 
 The state file (written atomically by the supervisor on every change)::
 
-    {"supervisor": {"pid": 812, "started": 1764078000.0},
+    {"supervisor": {"pid": 812, "started": 1764078000.0, "state": "running"},
      "listener": {"pid": 815, "restarts": 0},
      "sensors": [{"name": "door", "type": "button", "pid": 820,
                   "state": "running", "restarts": 0, "last_exit": null,
                   "last_reading": {"value": 1.0, "ts": 1764078010.5},
                   "next_retry": null}]}
 
-Timestamps are epoch seconds.
+Timestamps are epoch seconds. The supervisor's optional ``state`` is
+"stopped" once it has stopped cleanly.
 """
 
 import json
@@ -60,9 +61,12 @@ def describe_state(state, now=None):
     now = time.time() if now is None else now
     supervisor = state["supervisor"]
     listener = state.get("listener") or {}
-    running = process_alive(supervisor.get("pid"))
+    stopped = supervisor.get("state") == "stopped"  # the supervisor's last write on its way out
+    running = not stopped and process_alive(supervisor.get("pid"))
     started = supervisor.get("started")
-    if running:
+    if stopped:
+        head = "edgesense is not running (it stopped); last known state:"
+    elif running:
         head = (f"edgesense is running: supervisor pid {supervisor.get('pid')}, "
                 f"up {_duration(now - started) if _is_number(started) else '?'}; "
                 f"log listener pid {listener.get('pid', '?')}, "

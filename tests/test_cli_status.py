@@ -86,6 +86,17 @@ def test_stopped_tree_says_not_running_and_shows_the_last_state(tmp_path):
     assert [text.split()[0] for text in lines[2:]] == ["door", "temperature", "tank"]
 
 
+def test_cleanly_stopped_tree_says_not_running(tmp_path):
+    document = state(os.getpid(), time.time())
+    document["supervisor"]["state"] = "stopped"
+    write_config(tmp_path, document)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == "edgesense is not running (it stopped); last known state:"
+
+
 def test_missing_state_file_says_not_running(tmp_path):
     state_file = write_config(tmp_path)
 
