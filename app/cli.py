@@ -214,8 +214,15 @@ def cmd_logs(args):
               "(edgesense has not run with this config yet)", file=sys.stderr)
         return ExitStatus.FAILURE
     record_filter = RecordFilter(sensor=args.sensor, level=args.level, readings=args.readings)
-    show_logs(directory, count=args.lines, record_filter=record_filter,
-              follow=args.follow, out=sys.stdout)
+    try:
+        show_logs(directory, count=args.lines, record_filter=record_filter,
+                  follow=args.follow, out=sys.stdout)
+    except OSError as error:
+        if isinstance(error, BrokenPipeError):
+            raise
+        print(f"edgesense: cannot read {error.filename or directory}: {error.strerror or error}",
+              file=sys.stderr)
+        return ExitStatus.FAILURE
     return ExitStatus.OK
 
 
