@@ -128,7 +128,6 @@ pip() { "$R$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
 
 pip_source_options() {
     if [ -n "$WHEELHOUSE" ]; then
-        [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE is not a folder"
         printf '%s\n' --no-index --find-links "$WHEELHOUSE"
     fi
 }
@@ -148,7 +147,6 @@ EOF
 
 build_wheel() {
     src=${SOURCE:-$(dirname "$HERE")}
-    [ -f "$src/pyproject.toml" ] || die "no checkout at $src (no pyproject.toml): pass --wheel FILE or --source DIR"
     say "package: building a wheel from $src" >&2
     # shellcheck disable=SC2046
     pip wheel --quiet --no-deps $(pip_source_options) --wheel-dir "$WORK" "$src" >&2 \
@@ -160,7 +158,6 @@ build_wheel() {
 
 install_package() {
     if [ -n "$WHEEL" ]; then
-        [ -f "$WHEEL" ] || die "--wheel $WHEEL: no such file"
         wheel=$WHEEL
     else
         wheel=$(build_wheel)
@@ -215,7 +212,6 @@ install_config() {
         return
     fi
     if [ -n "$CONFIG_SOURCE" ]; then
-        [ -f "$CONFIG_SOURCE" ] || die "--config $CONFIG_SOURCE: no such file"
         source=$CONFIG_SOURCE
     else
         source=$(example_config)
@@ -308,8 +304,21 @@ report() {
     say "      the supervisor's own lines: journalctl -u edgesense -f"
 }
 
-do_install() {
+# Every input is checked before anything is created.
+check_inputs() {
+    if [ -n "$WHEEL" ]; then
+        [ -f "$WHEEL" ] || die "--wheel $WHEEL: no such file"
+    else
+        src=${SOURCE:-$(dirname "$HERE")}
+        [ -f "$src/pyproject.toml" ] || die "no checkout at $src (no pyproject.toml): pass --wheel FILE or --source DIR"
+    fi
+    [ -z "$WHEELHOUSE" ] || [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE: no such folder"
+    [ -z "$CONFIG_SOURCE" ] || [ -f "$CONFIG_SOURCE" ] || die "--config $CONFIG_SOURCE: no such file"
     check_python
+}
+
+do_install() {
+    check_inputs
     WORK=$(mktemp -d)
     trap 'rm -rf "$WORK"' EXIT
     make_venv
