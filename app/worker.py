@@ -22,9 +22,12 @@ import os
 import signal
 import tempfile
 import time
+from importlib.metadata import entry_points
 from multiprocessing import connection
 
 import schedule
+from gpiozero import Device
+from gpiozero.exc import GPIOZeroError
 
 from logging_setup import READING_ATTR, configure_process
 from sensors import registry
@@ -370,7 +373,6 @@ def open_pin_factory(name):
     first device is built."""
     if name is None:
         return None
-    from importlib.metadata import entry_points
     factories = {entry.name.lower(): entry
                  for entry in entry_points(group="gpiozero_pin_factories")}
     entry = factories.get(name.lower())
@@ -381,14 +383,18 @@ def open_pin_factory(name):
 
 
 def _close_pin_factory():
-    from gpiozero import Device
     factory, Device.pin_factory = Device.pin_factory, None
     if factory is not None:
         factory.close()
 
 
+_SELF_EXPLAINING_ERRORS = (OSError, registry.SensorTypeError, GPIOZeroError)
+"""Build errors whose message says it all (no such file, pin in use, bad
+pin): logged as one line. Any other error, such as a bug in a custom type,
+is logged with its traceback."""
+
+
 def _build(config, pin_factory_name):
-    from gpiozero import Device
     cls = registry.resolve(config.type)
     factory = None
     if registry.uses_gpio(cls):
@@ -429,7 +435,8 @@ def _run(config, pin_factory_name, stop, heartbeat):
         device = _build(config, pin_factory_name)
     except Exception as exc:
         log.error("sensor=%s cannot be built (type %s): %s: %s", config.name,
-                  config.type, type(exc).__name__, exc, exc_info=True)
+                  config.type, type(exc).__name__, exc,
+                  exc_info=not isinstance(exc, _SELF_EXPLAINING_ERRORS))
         _close_pin_factory()
         return WorkerExit.BUILD_FAILED
     log.info("sensor=%s started: type %s every %s s", config.name,
@@ -441,5 +448,9 @@ def _run(config, pin_factory_name, stop, heartbeat):
         status = WorkerExit.CRASHED
     finally:
         _release(config, device)
-    log.info("sensor=%s stopped (%s)", config.name, status.name.lower())
+    if status is WorkerExit.STOPPED:
+        log.info("sensor=%s stopped", config.name)
+    else:
+        log.info("sensor=%s exits with status %d (%s)", config.name,
+                 status, status.name.lower())
     return status

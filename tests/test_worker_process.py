@@ -70,6 +70,16 @@ class BrokenProbe:
 
     def read(self):
         raise OSError("no answer from the device")
+
+
+class BuggyProbe:
+    """A custom type with a bug in its constructor."""
+
+    def __init__(self):
+        self.scale = 1 / 0
+
+    def read(self):
+        return self.scale
 '''
 
 
@@ -245,6 +255,20 @@ def test_a_sensor_that_cannot_be_built_logs_why_and_exits_non_zero(tree):
     assert len(errors) == 1
     assert "sensor=nowhere cannot be built (type button): PinInvalidPin:" in errors[0]
     assert "sensor:nowhere" in errors[0]
+    assert "Traceback" not in "\n".join(tree.log_lines())
+
+
+def test_a_bug_in_a_custom_constructor_is_logged_with_its_traceback(tree, probes):
+    config = SensorConfig(name="buggy", type=f"{probes}:BuggyProbe", interval=1.0)
+    process, _heartbeat, _stop = tree.start_worker(config)
+    process.join(WAIT)
+    assert process.exitcode == WorkerExit.BUILD_FAILED
+    tree.finish()
+    text = "\n".join(tree.log_lines())
+    assert (f"sensor=buggy cannot be built (type {probes}:BuggyProbe):"
+            " ZeroDivisionError: division by zero") in text
+    assert text.count("Traceback (most recent call last)") == 1
+    assert "self.scale = 1 / 0" in text
 
 
 def start_and_report(start_method, config, sender, report):
