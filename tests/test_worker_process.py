@@ -72,6 +72,17 @@ class BrokenProbe:
         raise OSError("no answer from the device")
 
 
+class EnvProbe(Sensor):
+    """Writes where lgpio would put its FIFO (LG_WD) to ``marker``."""
+
+    def __init__(self, *, marker: str):
+        with open(marker, "w") as out:
+            out.write(os.environ.get("LG_WD", ""))
+
+    def read(self):
+        return 1
+
+
 class BuggyProbe:
     """A custom type with a bug in its constructor."""
 
@@ -197,6 +208,32 @@ def test_worker_keeps_its_period_with_a_read_taking_40_percent(tree, probes):
     stamps = [datetime.fromisoformat(r["ts"]).timestamp() for r in tree.readings()]
     mean_period = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
     assert mean_period == pytest.approx(INTERVAL, rel=0.25)
+
+
+def test_a_long_interval_worker_stops_at_once_when_asked(tree):
+    config = SensorConfig(name="patient", type="disk_usage", interval=600.0)
+    process, heartbeat, stop = tree.start_worker(config)
+    wait_for(lambda: heartbeat.readings == 1, "the first reading")
+    asked = time.monotonic()
+    stop.send_bytes(b"stop")
+    process.join(WAIT)
+    assert process.exitcode == WorkerExit.STOPPED
+    assert time.monotonic() - asked < 5.0  # not after the 600 s interval
+    tree.finish()
+
+
+def test_worker_gives_lgpio_a_writable_directory(tree, probes, tmp_path, monkeypatch):
+    monkeypatch.delenv("LG_WD", raising=False)
+    marker = tmp_path / "lg_wd"
+    config = SensorConfig(name="env", type=f"{probes}:EnvProbe", interval=600.0,
+                          options={"marker": str(marker)})
+    process, heartbeat, stop = tree.start_worker(config)
+    wait_for(lambda: heartbeat.readings == 1, "the first reading")
+    stop.send_bytes(b"stop")
+    process.join(WAIT)
+    tree.finish()
+    lg_wd = marker.read_text()
+    assert lg_wd and os.path.isdir(lg_wd) and os.access(lg_wd, os.W_OK)
 
 
 def test_closing_the_stop_pipe_stops_the_worker(tree, mp_context):
