@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from multiprocessing import connection
+from multiprocessing import connection, forkserver, resource_tracker
 
 from app.config import ConfigError, load_config
 from app.notify import Notifier
@@ -453,10 +453,18 @@ class Supervisor:
     # -- last resort ------------------------------------------------------
 
     def _kill_leftovers(self):
-        """On any way out, leave no process of the tree behind."""
+        """On any way out, leave no process of the tree behind, the start
+        method's helpers included: the fork server and the resource tracker
+        end by themselves once the tree is gone, and are waited for here so
+        that none outlives the supervisor."""
         for process in multiprocessing.active_children():
             process.kill()
             process.join()
+        for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+            try:
+                helper._stop()
+            except (AttributeError, OSError):
+                pass
 
 
 def _keep_start_method(new, old):
