@@ -151,6 +151,8 @@ class ReadScheduler(schedule.Scheduler):
 
     def add(self, interval, job_func):
         """Run ``job_func`` now and then every ``interval`` seconds."""
+        if not interval > 0:
+            raise ValueError(f"interval must be greater than 0, not {interval!r}")
         job = self.every(interval).seconds.do(job_func)
         job.next_run = self.now()
         return job
@@ -422,6 +424,9 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_process(sender, log_level)
+    # gpiozero reports its fallbacks (software PWM, pin factory) as warnings:
+    # send them to the log files rather than to stderr alone.
+    logging.captureWarnings(True)
     multiprocessing.current_process().name = f"sensor:{sensor.name}"
     # lgpio makes a notification FIFO in LG_WD (default: the working
     # directory, which a hardened service cannot write).

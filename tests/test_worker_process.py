@@ -26,6 +26,7 @@ INTERVAL = 0.2
 PROBES = '''
 import os
 import time
+import warnings
 
 import gpiozero
 
@@ -73,11 +74,13 @@ class BrokenProbe:
 
 
 class EnvProbe(Sensor):
-    """Writes where lgpio would put its FIFO (LG_WD) to ``marker``."""
+    """Writes where lgpio would put its FIFO (LG_WD) to ``marker``, and
+    warns as gpiozero does when it falls back."""
 
     def __init__(self, *, marker: str):
         with open(marker, "w") as out:
             out.write(os.environ.get("LG_WD", ""))
+        warnings.warn("falling back to software timing", RuntimeWarning)
 
     def read(self):
         return 1
@@ -222,7 +225,7 @@ def test_a_long_interval_worker_stops_at_once_when_asked(tree):
     tree.finish()
 
 
-def test_worker_gives_lgpio_a_writable_directory(tree, probes, tmp_path, monkeypatch):
+def test_worker_gives_lgpio_a_writable_directory_and_logs_warnings(tree, probes, tmp_path, monkeypatch):
     monkeypatch.delenv("LG_WD", raising=False)
     marker = tmp_path / "lg_wd"
     config = SensorConfig(name="env", type=f"{probes}:EnvProbe", interval=600.0,
@@ -234,6 +237,10 @@ def test_worker_gives_lgpio_a_writable_directory(tree, probes, tmp_path, monkeyp
     tree.finish()
     lg_wd = marker.read_text()
     assert lg_wd and os.path.isdir(lg_wd) and os.access(lg_wd, os.W_OK)
+    warned = [line for line in tree.log_lines() if "py.warnings WARNING" in line]
+    assert len(warned) == 1
+    assert "sensor:env" in warned[0]
+    assert "RuntimeWarning: falling back to software timing" in warned[0]
 
 
 def test_closing_the_stop_pipe_stops_the_worker(tree, mp_context):
