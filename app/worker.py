@@ -74,10 +74,11 @@ class Heartbeat:
     the worker as a Process argument (it pickles under every start method).
     Times are ``time.monotonic()`` (system-wide, so comparable across
     processes) except ``last_reading_time`` (``time.time()``). A read is in
-    progress while ``read_started > read_ended``. ``next_read`` is when the
-    worker plans its next read; the worker wakes at least that often, so a
-    ``tick`` far older than ``next_read`` means a stuck loop. Each field is
-    one double written without a lock: read each once and treat it as a hint.
+    progress while ``read_started > read_ended``. The loop ticks before each
+    read and again before it sleeps; ``next_read`` is when it will wake for
+    the next read, so a ``tick`` older than ``next_read`` plus a read's
+    duration means a stuck loop. Each field is one double written without a
+    lock: read each once and treat it as a hint.
     """
 
     FIELDS = ("tick", "read_started", "read_ended", "next_read", "last_value",
@@ -406,9 +407,9 @@ def _build(config, pin_factory_name):
     return registry.build(config.type, config.options, pin_factory=factory)
 
 
-def _release(config, device):
+def _release(config, sensor):
     try:
-        device.close()
+        sensor.close()
     except Exception:
         log.error("sensor=%s close failed", config.name, exc_info=True)
     _close_pin_factory()
@@ -437,7 +438,7 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
 
 def _run(config, pin_factory_name, stop, heartbeat):
     try:
-        device = _build(config, pin_factory_name)
+        sensor = _build(config, pin_factory_name)
     except Exception as exc:
         log.error("sensor=%s cannot be built (type %s): %s: %s", config.name,
                   config.type, type(exc).__name__, exc,
@@ -447,12 +448,12 @@ def _run(config, pin_factory_name, stop, heartbeat):
     log.info("sensor=%s started: type %s every %s s", config.name,
              config.type, config.interval)
     try:
-        status = serve(config, device, heartbeat, StopWaiter(stop))
+        status = serve(config, sensor, heartbeat, StopWaiter(stop))
     except Exception:
         log.critical("sensor=%s worker loop crashed", config.name, exc_info=True)
         status = WorkerExit.CRASHED
     finally:
-        _release(config, device)
+        _release(config, sensor)
     if status is WorkerExit.STOPPED:
         log.info("sensor=%s stopped", config.name)
     else:
