@@ -27,12 +27,23 @@ from app.statefile import write_state
 from app.states import SensorState
 from app.worker import Heartbeat, run_worker
 from logging_setup import LogTransport, configure_process, run_listener
+from sensors import registry
 
 logger = logging.getLogger(__name__)
 
-FORKSERVER_PRELOAD = ["app.worker", "sensors.registry"]
-"""Imported once by the fork server so that workers share those pages.
-Importing gpiozero is fine; creating a pin factory there is not."""
+
+FORKSERVER_PRELOAD = [
+    "app.worker",
+    *sorted({path.partition(":")[0] for path in registry.BUILTIN_TYPES.values()}),
+    "importlib.metadata",
+    "multiprocessing.sharedctypes",
+]
+"""Imported once by the fork server so that workers share those pages:
+the worker, every built-in sensor module (gpiozero with them), what
+gpiozero uses to find its pin factories, and what the heartbeat's shared
+memory needs. Importing gpiozero is fine; creating a pin factory there is
+not (lgpio would start a thread and open a FIFO that every forked worker
+then finds busy)."""
 
 LISTENER_DRAIN_TIMEOUT = 10.0
 """Seconds the listener may take to write what was sent before its stop."""

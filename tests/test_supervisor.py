@@ -1,5 +1,6 @@
 """The supervisor with real processes and real signals, under each start method."""
 
+import os
 import re
 import signal
 import socket
@@ -52,7 +53,6 @@ def test_sigkill_worker_is_back_within_the_first_backoff(make_tree):
     alpha, beta = tree.wait_running("alpha", "beta")
     tree.wait_readings("alpha", 2)
     killed_at = time.monotonic()
-    import os
     os.kill(alpha["pid"], signal.SIGKILL)
     restarted = wait_for(
         lambda: (s := tree.sensor_state("alpha")) and s["state"] == "running" and s["pid"] != alpha["pid"] and s,
@@ -128,7 +128,6 @@ def test_hung_read_is_killed_and_restarted(make_tree):
 
 
 def test_sigkill_listener_loses_at_most_the_record_it_held(make_tree):
-    import os
     tree = make_tree(
         """
         [[sensor]]
@@ -272,7 +271,6 @@ def test_systemd_notify_ready_status_watchdog_stopping(make_tree, tmp_path):
 
 
 def test_state_file_follows_the_tree(make_tree):
-    import os
     tree = make_tree(COUNTERS).start()
     alpha, beta = tree.wait_running("alpha", "beta")
     state = tree.state()
@@ -289,3 +287,35 @@ def test_state_file_follows_the_tree(make_tree):
     assert [s["state"] for s in final["sensors"]] == ["stopped", "stopped"]
     assert final["supervisor"]["state"] == "stopped"
     assert final["listener"]["pid"] is None
+
+
+def test_a_second_signal_during_the_stop_keeps_the_order(make_tree):
+    tree = make_tree(
+        """
+        [[sensor]]
+        name = "burst"
+        type = "sensorkit:Burst"
+        interval = 0.05
+        records = 100
+
+        [[sensor]]
+        name = "stuck"
+        type = "sensorkit:Hang"
+        interval = 0.1
+        good_reads = 0
+        read_timeout = 60
+        """
+    ).start()
+    tree.wait_readings("burst", 3)
+    tree.signal(signal.SIGTERM)
+    wait_for(lambda: tree.log_lines("stopping on SIGTERM"), 10, what="stop started")
+    tree.signal(signal.SIGTERM)
+    tree.signal_group(signal.SIGINT)
+    assert tree.wait_exit() == 0
+    lines = tree.log_lines()
+    assert len(tree.log_lines("sensor stuck: did not stop within 3.0 s; killing pid")) == 1
+    numbers = [int(line.rsplit("=", 1)[1]) for line in lines if "burst seq=" in line]
+    assert numbers == list(range(len(numbers)))
+    assert lines[-1].endswith("edgesense stopped")
+    assert len(tree.log_lines("stopping on")) == 1
+    assert tree.leftovers() == []
