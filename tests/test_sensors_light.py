@@ -1,9 +1,9 @@
 """LDR light level on gpiozero's MockChargingPin."""
 
-import pytest
 from gpiozero.pins.mock import MockChargingPin
 
 from sensors import registry
+from sensors.base import Reading
 
 
 def light_with_charge_time(factory, charge_time):
@@ -15,7 +15,7 @@ def light_with_charge_time(factory, charge_time):
 def test_dark_reads_zero(mock_factory):
     # The capacitor never charges within the limit.
     with light_with_charge_time(mock_factory, 1.0) as sensor:
-        assert sensor.read() == registry.Reading(0.0, "fraction")
+        assert sensor.read() == Reading(0.0, "fraction")
 
 
 def test_bright_reads_near_one_and_brighter_than_dim(mock_factory):
