@@ -1,0 +1,111 @@
+#!/bin/sh
+# First boot without a keyboard: install edgesense from the boot partition.
+#
+# The boot partition (FAT, writable from any laptop) holds a folder edgesense/:
+#   firstboot.sh, install.sh, edgesense.service, edgesense-firstboot.service,
+#   sysusers.d/        a copy of deploy/ (`cp -rL deploy BOOT/edgesense`)
+#   wheels/            edgesense and its dependencies (`pip wheel -w wheels .`), or
+#   src/               a checkout, built on the Pi (needs the network)
+#   config.toml        optional: your config (else the example config)
+#
+# `firstboot.sh --arm` (one line added to the Imager's first-run script, or to
+# cloud-init's runcmd) installs edgesense-firstboot.service into the root file
+# system and enables it. At the next boot that unit runs `firstboot.sh`, which
+# runs install.sh, writes its output to edgesense/firstboot.log on the boot
+# partition, and on success disables the unit and renames itself to
+# firstboot.sh.done, so it never runs again. On failure it stays armed and tries
+# again at the next boot. README.md "Operating a device" walks through it.
+set -eu
+
+PROG=firstboot.sh
+UNIT=edgesense-firstboot.service
+UNIT_DIR=/etc/systemd/system
+WANTS_DIR=$UNIT_DIR/multi-user.target.wants
+
+usage() {
+    cat <<EOF
+Usage: sh $PROG [--root DIR] [--arm]
+
+  --arm       install and enable $UNIT, which runs this script at the next boot
+  (no option) install edgesense from the folder holding this script, then
+              disarm: disable $UNIT and rename this script to $PROG.done
+  --root DIR  work on the root file system mounted at DIR (nothing started)
+EOF
+}
+
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+ROOT=
+ACTION=install
+while [ $# -gt 0 ]; do
+    case $1 in
+        --root) [ $# -ge 2 ] || { usage >&2; exit 2; }; ROOT=$2; shift 2 ;;
+        --arm) ACTION=arm; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) printf '%s: unknown option: %s (see --help)\n' "$PROG" "$1" >&2; exit 2 ;;
+    esac
+done
+
+PAYLOAD=$(cd "$(dirname "$0")" && pwd)
+R=
+if [ -n "$ROOT" ]; then
+    R=$(cd "$ROOT" && pwd) || die "--root $ROOT: no such folder"
+fi
+
+# Written from outside systemd (the Imager's script runs before it is fully up),
+# so this enables the unit the way `systemctl enable` would: one symlink.
+arm() {
+    mkdir -p "$R$WANTS_DIR"
+    cp "$PAYLOAD/$UNIT" "$R$UNIT_DIR/$UNIT"
+    chmod 0644 "$R$UNIT_DIR/$UNIT"
+    ln -sfn "$UNIT_DIR/$UNIT" "$R$WANTS_DIR/$UNIT"
+    say "armed: $UNIT runs $PAYLOAD/$PROG at the next boot"
+}
+
+disarm() {
+    rm -f "$R$WANTS_DIR/$UNIT"
+    mv "$PAYLOAD/$PROG" "$PAYLOAD/$PROG.done"
+    say "disarmed: $UNIT disabled, $PAYLOAD/$PROG renamed to $PROG.done"
+}
+
+install_options() {
+    set -- "$PAYLOAD"/wheels/edgesense-*.whl
+    if [ -f "$1" ]; then
+        [ $# -eq 1 ] || die "more than one edgesense wheel in $PAYLOAD/wheels: keep one"
+        printf '%s\n' --wheel "$1" --wheelhouse "$PAYLOAD/wheels"
+    elif [ -f "$PAYLOAD/src/pyproject.toml" ]; then
+        printf '%s\n' --source "$PAYLOAD/src"
+    else
+        die "$PAYLOAD holds neither wheels/edgesense-*.whl nor src/pyproject.toml"
+    fi
+    if [ -f "$PAYLOAD/config.toml" ]; then
+        printf '%s\n' --config "$PAYLOAD/config.toml"
+    fi
+    if [ -n "$R" ]; then
+        printf '%s\n' --root "$R"
+    fi
+}
+
+run_install() {
+    log=$PAYLOAD/firstboot.log
+    options=$(install_options)
+    say "installing edgesense (log: $log)"
+    # Paths from the boot partition hold no spaces (the folder layout is ours),
+    # so the options split on newlines and spaces alike.
+    # shellcheck disable=SC2086
+    if sh "$PAYLOAD/install.sh" $options >"$log" 2>&1; then
+        cat "$log"
+        disarm
+    else
+        status=$?
+        cat "$log"
+        say "install failed (status $status); armed again for the next boot"
+        exit "$status"
+    fi
+}
+
+case $ACTION in
+    arm) arm ;;
+    install) run_install ;;
+esac

@@ -1,0 +1,410 @@
+"""deploy/: the systemd unit, install.sh and firstboot.sh, run for real.
+
+install.sh runs with --root into a temporary folder: it creates a real venv
+(from /usr/bin/python3, as on a Pi) and installs real wheels into it, offline,
+from a wheelhouse built once per session with `pip wheel` (which reuses pip's
+cache). Nothing on this machine outside tmp_path is touched.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+INSTALL = DEPLOY / "install.sh"
+FIRSTBOOT = DEPLOY / "firstboot.sh"
+UNIT = DEPLOY / "edgesense.service"
+FIRSTBOOT_UNIT = DEPLOY / "edgesense-firstboot.service"
+SYSUSERS = DEPLOY / "sysusers.d" / "edgesense.conf"
+
+VENV = Path("opt/edgesense/venv")
+CONFIG = Path("etc/edgesense/config.toml")
+INSTALLED_UNIT = Path("etc/systemd/system/edgesense.service")
+INSTALLED_SYSUSERS = Path("usr/lib/sysusers.d/edgesense.conf")
+COMMAND_LINK = Path("usr/local/bin/edgesense")
+LOG_DIR = Path("var/log/edgesense")
+STATE_DIR = Path("var/lib/edgesense")
+WANTS_FIRSTBOOT = Path("etc/systemd/system/multi-user.target.wants/edgesense-firstboot.service")
+
+# What the CLI's example config holds on the two lines install.sh rewrites;
+# used until app/config.example.toml lands.
+STAND_IN_CONFIG = """\
+[logging]
+dir = "edgesense-logs"
+level = "INFO"
+
+[supervisor]
+# state_file = "edgesense-logs/edgesense.state.json"
+"""
+PACKAGED_EXAMPLE = ROOT / "app" / "config.example.toml"
+
+needs_systemd_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed (apt install systemd; .ci/run does)",
+)
+
+
+def venv_python():
+    """The Python install.sh builds the venv from: the system's, as on a Pi."""
+    system = Path("/usr/bin/python3")
+    if system.exists() and run([system, "-c", "import ensurepip, venv"]).returncode == 0:
+        return str(system)
+    return sys.executable
+
+
+def run(args, timeout=60):
+    """Runs outside the checkout, so `import app` finds the installed package."""
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=timeout, cwd="/"
+    )
+
+
+def install(root, *options, timeout=60):
+    return run(["sh", INSTALL, "--root", root, "--python", venv_python(), *options], timeout=timeout)
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def tree(root):
+    """Every path under root with its kind and content digest (links: target)."""
+    listing = {}
+    for path in sorted(Path(root).rglob("*")):
+        relative = str(path.relative_to(root))
+        if path.is_symlink():
+            listing[relative] = "link " + os.readlink(path)
+        elif path.is_dir():
+            listing[relative] = "dir %o" % (path.stat().st_mode & 0o7777)
+        else:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            listing[relative] = "file %o %s" % (path.stat().st_mode & 0o7777, digest)
+    return listing
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory):
+    """edgesense's wheel (from this checkout) and its dependencies' wheels."""
+    folder = tmp_path_factory.mktemp("wheels")
+    ok(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", folder, ROOT], timeout=110))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def wheel(wheelhouse):
+    (found,) = wheelhouse.glob("edgesense-*.whl")
+    return found
+
+
+@pytest.fixture(scope="session")
+def config_options(tmp_path_factory):
+    """install.sh's default (the packaged example) once it exists; a stand-in before."""
+    if PACKAGED_EXAMPLE.exists():
+        return []
+    stand_in = tmp_path_factory.mktemp("config") / "config.toml"
+    stand_in.write_text(STAND_IN_CONFIG)
+    return ["--config", stand_in]
+
+
+def install_offline(root, wheel, wheelhouse, config_options):
+    return ok(install(root, "--wheel", wheel, "--wheelhouse", wheelhouse, *config_options))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheel, wheelhouse, config_options):
+    """A root laid out by one `install.sh --root`; tests here only read it."""
+    root = tmp_path_factory.mktemp("root")
+    install_offline(root, wheel, wheelhouse, config_options)
+    return root
+
+
+@pytest.fixture
+def fresh_install(tmp_path, wheel, wheelhouse, config_options):
+    root = tmp_path / "root"
+    install_offline(root, wheel, wheelhouse, config_options)
+    return root
+
+
+# --- the unit ------------------------------------------------------------------
+
+
+@needs_systemd_analyze
+def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
+    """verify resolves ExecStart= and the default dependencies under --root;
+    the root gets this machine's targets and kill(1), the rest is the install."""
+    units = installed / "usr/lib/systemd/system"
+    units.mkdir(parents=True, exist_ok=True)
+    for target in Path("/usr/lib/systemd/system").glob("*.target"):
+        shutil.copy(target, units)
+    (installed / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(shutil.which("kill"), installed / "usr/bin/kill")
+    if not (installed / "bin").exists():
+        (installed / "bin").symlink_to("usr/bin")
+
+    result = run(["systemd-analyze", "verify", f"--root={installed}", "edgesense.service"])
+
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", "")
+
+
+@needs_systemd_analyze
+def test_firstboot_unit_passes_systemd_analyze_verify():
+    result = run(["systemd-analyze", "verify", FIRSTBOOT_UNIT])
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", "")
+
+
+@needs_systemd_analyze
+def test_unit_exposure_is_at_most_1_5():
+    result = ok(run(["systemd-analyze", "security", "--offline=true", "--no-pager", UNIT]))
+    (exposure,) = re.findall(r"Overall exposure level for edgesense\.service: (\d+\.\d+)", result.stdout)
+    assert float(exposure) <= 1.5, result.stdout
+
+
+def unit_settings(path):
+    settings = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_unit_keeps_gpio_spi_and_i2c_reachable():
+    settings = unit_settings(UNIT)
+    assert settings["PrivateDevices"] == ["no"]
+    assert settings["DevicePolicy"] == ["closed"]
+    assert settings["DeviceAllow"] == ["char-gpiochip rw", "char-*gpiomem* rw", "char-spi rw", "char-i2c rw"]
+    assert settings["SupplementaryGroups"] == ["gpio spi i2c"]
+    assert settings["Environment"] == ["LG_WD=%t/edgesense"]
+    assert settings["RuntimeDirectory"] == ["edgesense"]
+
+
+def test_unit_lets_the_supervisor_order_the_stop():
+    settings = unit_settings(UNIT)
+    assert settings["Type"] == ["notify"]
+    assert settings["NotifyAccess"] == ["main"]
+    assert settings["KillMode"] == ["mixed"]
+    timeout = int(settings["TimeoutStopSec"][0].removesuffix("s"))
+    assert timeout > 5 * 2, "above the supervisor's stop_timeout (5 s) plus the kill and the drain"
+    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert settings["ExecStart"] == ["/opt/edgesense/venv/bin/edgesense run --config /etc/edgesense/config.toml"]
+
+
+@needs_systemd_analyze
+def test_sysusers_declaration_puts_edgesense_in_the_device_groups(tmp_path):
+    (tmp_path / "etc").mkdir()
+    ok(run(["systemd-sysusers", f"--root={tmp_path}", SYSUSERS]))
+
+    passwd = {line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/passwd").read_text().splitlines()}
+    groups = {line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/group").read_text().splitlines()}
+    assert passwd["edgesense"][6] in ("/usr/sbin/nologin", "/sbin/nologin")
+    for group in ("gpio", "spi", "i2c"):
+        assert groups[group][3].split(",") == ["edgesense"]
+
+
+# --- install.sh --root -----------------------------------------------------------
+
+
+def test_install_lays_out_venv_config_unit_and_user(installed):
+    python = installed / VENV / "bin/python"
+    where = ok(run([python, "-c", "import app, gpiozero, schedule; print(app.__file__)"])).stdout
+    assert where.startswith(str(installed / VENV / "lib"))
+    assert "include-system-site-packages = true" in (installed / VENV / "pyvenv.cfg").read_text()
+    assert (installed / VENV / "bin/edgesense").is_file()
+
+    config = tomllib.loads((installed / CONFIG).read_text())
+    assert config["logging"]["dir"] == "/var/log/edgesense"
+    assert config["supervisor"]["state_file"] == "/var/lib/edgesense/state.json"
+
+    assert (installed / INSTALLED_UNIT).read_bytes() == UNIT.read_bytes()
+    assert (installed / INSTALLED_SYSUSERS).read_bytes() == SYSUSERS.read_bytes()
+    assert os.readlink(installed / COMMAND_LINK) == "/opt/edgesense/venv/bin/edgesense"
+    # nothing started, nobody created
+    assert not (installed / "var").exists()
+    assert not (installed / "etc/passwd").exists()
+
+
+def test_second_install_changes_nothing(installed, wheel, wheelhouse, config_options):
+    before = tree(installed)
+
+    result = install_offline(installed, wheel, wheelhouse, config_options)
+
+    assert tree(installed) == before
+    assert "package: kept" in result.stdout
+    assert "config: kept" in result.stdout
+    assert "unit: kept" in result.stdout
+
+
+def test_installed_edgesense_checks_the_installed_config(installed):
+    edgesense = installed / VENV / "bin/edgesense"
+    if run([edgesense, "check", "--help"]).returncode != 0:
+        pytest.skip("`edgesense check` has not landed yet (CLI issue 5)")
+
+    result = run([edgesense, "check", "--config", installed / CONFIG])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not PACKAGED_EXAMPLE.exists(), reason="app/config.example.toml has not landed yet (CLI issue 5)")
+def test_default_config_is_the_packaged_example_with_service_paths(installed):
+    example = PACKAGED_EXAMPLE.read_text().splitlines()
+    written = (installed / CONFIG).read_text().splitlines()
+    changed = [(a, b) for a, b in zip(example, written) if a != b]
+    assert len(example) == len(written)
+    assert [b for _, b in changed] == ['dir = "/var/log/edgesense"', 'state_file = "/var/lib/edgesense/state.json"']
+
+
+def test_install_keeps_an_existing_config(installed, wheel, wheelhouse, tmp_path):
+    edited = (installed / CONFIG).read_text() + "# edited by hand\n"
+    (installed / CONFIG).write_text(edited)
+    other = tmp_path / "other.toml"
+    other.write_text("[logging]\n")
+
+    result = ok(install(installed, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", other))
+
+    assert (installed / CONFIG).read_text() == edited
+    assert "config: kept" in result.stdout
+
+
+def test_uninstall_keeps_config_logs_and_state(fresh_install):
+    (fresh_install / LOG_DIR).mkdir(parents=True)
+    (fresh_install / LOG_DIR / "edgesense.log").write_text("a line\n")
+    (fresh_install / STATE_DIR).mkdir(parents=True)
+    (fresh_install / STATE_DIR / "state.json").write_text("{}\n")
+    config = (fresh_install / CONFIG).read_text()
+
+    ok(run(["sh", INSTALL, "--root", fresh_install, "--uninstall"]))
+
+    assert not (fresh_install / "opt/edgesense").exists()
+    assert not (fresh_install / INSTALLED_UNIT).exists()
+    assert not (fresh_install / COMMAND_LINK).is_symlink()
+    assert (fresh_install / CONFIG).read_text() == config
+    assert (fresh_install / LOG_DIR / "edgesense.log").read_text() == "a line\n"
+    assert (fresh_install / STATE_DIR / "state.json").read_text() == "{}\n"
+
+
+def test_purge_removes_config_logs_and_state(fresh_install):
+    (fresh_install / LOG_DIR).mkdir(parents=True)
+    (fresh_install / LOG_DIR / "edgesense.log").write_text("a line\n")
+    (fresh_install / STATE_DIR).mkdir(parents=True)
+
+    result = ok(run(["sh", INSTALL, "--root", fresh_install, "--purge"]))
+
+    for gone in ("opt/edgesense", INSTALLED_UNIT, COMMAND_LINK, CONFIG.parent, LOG_DIR, STATE_DIR, INSTALLED_SYSUSERS):
+        assert not (fresh_install / gone).exists() and not (fresh_install / gone).is_symlink(), gone
+    assert "userdel edgesense" in result.stdout
+
+
+def test_install_builds_the_checkout_when_given_no_wheel(tmp_path, wheelhouse, config_options):
+    root = tmp_path / "root"
+
+    result = ok(install(root, "--source", ROOT, "--wheelhouse", wheelhouse, *config_options))
+
+    assert "building a wheel from" in result.stderr + result.stdout
+    ok(run([root / VENV / "bin/python", "-c", "import app, sensors, logging_setup"]))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--bogus"], "install.sh: unknown option: --bogus (see --help)\n"),
+        (["--wheel"], "install.sh: --wheel needs a value (see --help)\n"),
+    ],
+)
+def test_bad_options_get_one_line_and_status_2(tmp_path, options, message):
+    result = run(["sh", INSTALL, "--root", tmp_path, *options])
+    assert (result.returncode, result.stderr, result.stdout) == (2, message, "")
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--wheel", "--wheel {}: no such file"),
+        ("--wheelhouse", "--wheelhouse {}: no such folder"),
+        ("--config", "--config {}: no such file"),
+        ("--source", "no checkout at {} (no pyproject.toml): pass --wheel FILE or --source DIR"),
+    ],
+)
+def test_a_missing_input_is_one_error_and_nothing_is_created(tmp_path, option, message):
+    missing = tmp_path / "missing"
+
+    result = install(tmp_path / "root", option, missing)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "install.sh: error: " + message.format(missing) + "\n"
+    assert list((tmp_path / "root").iterdir()) == []
+
+
+def test_help_names_every_option():
+    text = ok(run(["sh", INSTALL, "--help"])).stdout
+    for option in ("--wheel", "--source", "--wheelhouse", "--config", "--python", "--operator",
+                   "--root", "--uninstall", "--purge"):
+        assert option in text
+
+
+# --- first boot ------------------------------------------------------------------
+
+
+@pytest.fixture
+def boot_partition(tmp_path, wheelhouse):
+    """A root file system with the boot partition as README says to fill it."""
+    root = tmp_path / "root"
+    payload = root / "boot/firmware/edgesense"
+    shutil.copytree(DEPLOY, payload, symlinks=False)
+    shutil.copytree(wheelhouse, payload / "wheels")
+    (payload / "config.toml").write_text(
+        '[logging]\ndir = "logs"\n\n[supervisor]\nstate_file = "/srv/edgesense/state.json"\n'
+    )
+    return root
+
+
+def test_firstboot_arm_enables_its_unit(boot_partition):
+    payload = boot_partition / "boot/firmware/edgesense"
+
+    ok(run(["sh", payload / "firstboot.sh", "--root", boot_partition, "--arm"]))
+
+    unit = boot_partition / "etc/systemd/system/edgesense-firstboot.service"
+    assert unit.read_bytes() == FIRSTBOOT_UNIT.read_bytes()
+    assert os.readlink(boot_partition / WANTS_FIRSTBOOT) == "/etc/systemd/system/edgesense-firstboot.service"
+    assert "ConditionPathExists=/boot/firmware/edgesense/firstboot.sh" in unit.read_text()
+
+
+def test_firstboot_installs_from_the_boot_partition_then_disarms(boot_partition):
+    payload = boot_partition / "boot/firmware/edgesense"
+    ok(run(["sh", payload / "firstboot.sh", "--root", boot_partition, "--arm"]))
+
+    result = ok(run(["sh", payload / "firstboot.sh", "--root", boot_partition]))
+
+    assert (boot_partition / VENV / "bin/edgesense").is_file()
+    assert (boot_partition / INSTALLED_UNIT).read_bytes() == UNIT.read_bytes()
+    config = tomllib.loads((boot_partition / CONFIG).read_text())
+    assert config["logging"]["dir"] == "/var/log/edgesense"  # was relative
+    assert config["supervisor"]["state_file"] == "/srv/edgesense/state.json"  # absolute: kept
+    # disarmed: the unit is no longer wanted and its condition no longer holds
+    assert not (boot_partition / WANTS_FIRSTBOOT).is_symlink()
+    assert not (payload / "firstboot.sh").exists()
+    assert (payload / "firstboot.sh.done").is_file()
+    assert "install.sh: unit: installing" in (payload / "firstboot.log").read_text()
+    assert "disarmed" in result.stdout
+
+
+def test_firstboot_failure_stays_armed(boot_partition):
+    payload = boot_partition / "boot/firmware/edgesense"
+    shutil.rmtree(payload / "wheels")
+    ok(run(["sh", payload / "firstboot.sh", "--root", boot_partition, "--arm"]))
+
+    result = run(["sh", payload / "firstboot.sh", "--root", boot_partition])
+
+    assert result.returncode == 1
+    assert "holds neither wheels/edgesense-*.whl nor src/pyproject.toml" in result.stderr
+    assert (payload / "firstboot.sh").is_file()
+    assert (boot_partition / WANTS_FIRSTBOOT).is_symlink()
