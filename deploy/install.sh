@@ -111,8 +111,12 @@ check_python() {
 # apt: PyPI's lgpio has wheels for a few Python versions only and otherwise
 # builds from source (swig, a compiler and liblgpio-dev). Packages pip installs
 # into the venv (gpiozero, schedule) still come first on sys.path.
+# A venv is tied to its Python's minor version: after an OS upgrade (Bookworm's
+# 3.11 to Trixie's 3.13) it is made anew.
 make_venv() {
-    if [ -x "$R$VENV/bin/python" ] && "$R$VENV/bin/python" -c '' 2>/dev/null; then
+    version='import sys; print(*sys.version_info[:2])'
+    if [ -x "$R$VENV/bin/python" ] \
+        && [ "$("$R$VENV/bin/python" -c "$version" 2>/dev/null)" = "$("$PYTHON" -c "$version")" ]; then
         say "venv: kept $R$VENV"
         return
     fi
