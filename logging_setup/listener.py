@@ -1,7 +1,21 @@
 """The log listener process: the only owner of log files (DESIGN.md L1, L3, L7-L9)."""
 
+import logging
+import logging.handlers
+import multiprocessing
+import select
+import signal
+import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from logging_setup.directory import LogDirectory
+from logging_setup.handlers import LOG_FILE_NAME, READINGS_FILE_NAME, LogFileHandler, ReadingsHandler
+from logging_setup.formats import console_formatter
+from logging_setup.transport import MAX_DATAGRAM_BYTES, STOP_SENTINEL, decode_record
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -18,5 +32,105 @@ class LogSettings:
 
 def run_listener(receiver, settings):
     """Process target: write every record from ``receiver`` to the files (and
-    the console) until the stop sentinel, then flush and close."""
-    raise NotImplementedError
+    the console) until the stop sentinel, then flush and close.
+
+    Everything sent before the sentinel is written; records sent after it stay
+    in the socket for the next listener. SIGINT and SIGTERM are ignored (the
+    supervisor orders the stop); when the parent process dies the listener
+    writes what is queued and returns, so it never lives on as an orphan.
+    """
+    _ignore_stop_signals()
+    handlers = _install_handlers(settings)
+    log.info("log listener started, writing to %s", settings.dir)
+    try:
+        _serve(receiver, handlers)
+    finally:
+        _remove_handlers(handlers)
+
+
+def _ignore_stop_signals():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _install_handlers(settings):
+    """Replace whatever the process inherited with the output handlers. No
+    QueueHandler stays reachable, so the listener never sends a record back
+    into the transport (the article's infinite loop)."""
+    _remove_inherited_handlers()
+    directory = LogDirectory(settings.dir, settings.max_file_bytes, settings.max_total_bytes, settings.compress)
+    handlers = [
+        LogFileHandler(directory.open_live(LOG_FILE_NAME)),
+        ReadingsHandler(directory.open_live(READINGS_FILE_NAME)),
+    ]
+    if settings.console:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(console_formatter(sys.stderr))
+        handlers.append(console)
+    root = logging.getLogger()
+    for handler in handlers:
+        handler.setLevel(settings.level)
+        root.addHandler(handler)
+    root.setLevel(settings.level)
+    return handlers
+
+
+def _remove_inherited_handlers():
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        for handler in list(getattr(logger, "handlers", ())):
+            if isinstance(handler, logging.handlers.QueueHandler):
+                logger.removeHandler(handler)
+
+
+def _remove_handlers(handlers):
+    root = logging.getLogger()
+    for handler in handlers:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _serve(receiver, handlers):
+    """Block until datagrams arrive, write them in batches; return after the
+    stop sentinel or, once the parent is gone, after the queue is empty."""
+    parent = multiprocessing.parent_process()
+    poller = select.poll()
+    poller.register(receiver, select.POLLIN)
+    if parent is not None:
+        poller.register(parent.sentinel, select.POLLIN)
+    buffer = bytearray(MAX_DATAGRAM_BYTES + 1)
+    while True:
+        events = poller.poll()
+        stopped = _write_available(receiver, buffer, handlers)
+        for handler in handlers:
+            handler.flush()
+        parent_gone = any(fd != receiver.fileno() for fd, _ in events)
+        if stopped or parent_gone:
+            return
+
+
+def _write_available(receiver, buffer, handlers):
+    """Hand every queued record to the handlers; True at the stop sentinel."""
+    view = memoryview(buffer)
+    while True:
+        try:
+            size = receiver.recv_into(buffer, 0, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        datagram = view[:size]
+        if datagram == STOP_SENTINEL:
+            return True
+        _dispatch(datagram, handlers)
+
+
+def _dispatch(datagram, handlers):
+    try:
+        record = decode_record(datagram)
+    except Exception as error:
+        log.warning("dropped an undecodable log datagram of %d bytes: %r", len(datagram), error)
+        return
+    for handler in handlers:
+        if record.levelno >= handler.level:
+            handler.handle(record)

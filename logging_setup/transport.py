@@ -1,36 +1,246 @@
-"""Records travel as AF_UNIX datagrams, one per record (DESIGN.md L4-L6)."""
+"""Records travel as AF_UNIX datagrams, one per record (DESIGN.md L4-L6).
+
+The two ends come from ``socket.socketpair``: the pair has no address, so only
+processes that inherited the sending socket can write to the receiver. That is
+why the listener may unpickle what it receives.
+
+There is no lock shared between processes: a process killed in the middle of
+a send leaves either a whole datagram or none, and the other processes' sends
+go on.
+"""
+
+import logging
+import os
+import pickle
+import select
+import socket
+import time
+
+from logging_setup.formats import safe_repr
+
+MAX_DATAGRAM_BYTES = 60 * 1024
+"""Largest datagram a sender emits: well under the kernel's default send
+buffer (212992 bytes), so a datagram this size is always accepted."""
+
+MAX_MESSAGE_BYTES = 48 * 1024
+"""A longer message is cut to this many bytes, with a visible marker."""
+
+SEND_WAIT_SECONDS = 0.5
+"""How long a send waits for the listener to make room before it gives up and
+starts dropping (L5)."""
+
+STOP_SENTINEL = b"\x00edgesense-stop"
+"""The datagram that asks the listener to stop; never a valid pickle."""
+
+_PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+_REPR_LIMIT = 1024
+_DROP_REPORTER = "logging_setup.transport"
 
 
 class LogSender:
     """The queue object of every process's root QueueHandler.
 
-    Picklable under fork, forkserver and spawn: pass it to every child.
-    ``put_nowait(record)`` sends one datagram; it never raises and never
-    waits long (L5). ``send_stop()`` sends the listener's stop sentinel.
+    Picklable under fork, forkserver and spawn: pass it to every child as a
+    Process argument (multiprocessing duplicates the socket into the child).
+    ``put_nowait(record)`` sends one datagram; it never raises and never waits
+    longer than ``SEND_WAIT_SECONDS`` (L5). When the listener does not drain in
+    time the record is dropped and counted; later sends do not wait until one
+    goes through again, and that one is followed by a WARNING that says how
+    many records were dropped.
+
+    The socket is shared by every process (one open file description), so
+    this class never changes its blocking mode: each send says MSG_DONTWAIT.
+
+    >>> transport = LogTransport.create()
+    >>> record = logging.makeLogRecord({"msg": "hello"})
+    >>> transport.sender.put_nowait(record)
+    >>> decode_record(transport.receiver.recv(MAX_DATAGRAM_BYTES)).getMessage()
+    'hello'
+    >>> transport.close()
     """
 
+    def __init__(self, sock):
+        self._socket = sock
+        self._reset_drop_state()
+
+    def __reduce__(self):
+        # Only the socket crosses into a child; drop counts belong to the
+        # process that dropped.
+        return (LogSender, (self._socket,))
+
     def put_nowait(self, record):
-        raise NotImplementedError
+        """Send one record, already prepared by QueueHandler.prepare."""
+        try:
+            self._send(encode_record(record))
+        except Exception:
+            self._dropped_records += 1
 
     def send_stop(self):
-        raise NotImplementedError
+        """Ask the listener to stop once it has written everything sent before
+        this. Waits up to ``SEND_WAIT_SECONDS`` for room even while records are
+        being dropped; returns whether the sentinel was sent."""
+        return self._send_waiting(STOP_SENTINEL)
+
+    def close(self):
+        """Close this process's handle of the sending socket."""
+        self._socket.close()
+
+    def _send(self, data):
+        self._forget_drops_of_parent()
+        if self._dropping:
+            delivered = self._try_once(data)
+        else:
+            delivered = self._send_waiting(data)
+        if not delivered:
+            self._dropping = True
+            self._dropped_records += 1
+        elif self._dropped_records:
+            self._report_drops()
+
+    def _send_waiting(self, data):
+        deadline = time.monotonic() + SEND_WAIT_SECONDS
+        while True:
+            try:
+                self._socket.send(data, _SEND_FLAGS)
+                return True
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._wait_writable(remaining):
+                    return False
+            except OSError:
+                return False
+
+    def _try_once(self, data):
+        try:
+            self._socket.send(data, _SEND_FLAGS)
+            return True
+        except OSError:
+            return False
+
+    def _wait_writable(self, timeout):
+        poller = select.poll()
+        poller.register(self._socket, select.POLLOUT)
+        return bool(poller.poll(timeout * 1000))
+
+    def _report_drops(self):
+        count, self._dropped_records = self._dropped_records, 0
+        self._dropping = False
+        record = logging.LogRecord(
+            _DROP_REPORTER, logging.WARNING, __file__, 0,
+            "%d log records dropped: the log listener did not drain in time", (count,), None,
+        )
+        record.msg, record.args = record.getMessage(), None
+        if not self._try_once(encode_record(record)):
+            self._dropping = True
+            self._dropped_records += count + 1
+
+    def _forget_drops_of_parent(self):
+        # After fork the child holds a copy of the parent's counters: they
+        # describe the parent's drops, which the parent reports itself.
+        if self._owner_pid != os.getpid():
+            self._reset_drop_state()
+
+    def _reset_drop_state(self):
+        self._owner_pid = os.getpid()
+        self._dropping = False
+        self._dropped_records = 0
 
 
 class LogTransport:
     """The receiving socket (kept by the supervisor, handed to each listener
-    incarnation) and the sender every other process uses."""
+    incarnation) and the sender every other process uses.
+
+    Records waiting in the receiver's kernel queue outlive a listener that
+    dies: the next listener on the same receiver writes them.
+    """
+
+    def __init__(self, receiver, sender):
+        self._receiver = receiver
+        self._sender = LogSender(sender)
 
     @classmethod
     def create(cls):
-        raise NotImplementedError
+        receiver, sender = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        return cls(receiver, sender)
 
     @property
     def sender(self):
-        raise NotImplementedError
+        return self._sender
 
     @property
     def receiver(self):
-        raise NotImplementedError
+        return self._receiver
 
     def close(self):
-        raise NotImplementedError
+        """Close both sockets in this process. Idempotent."""
+        self._sender.close()
+        self._receiver.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def encode_record(record):
+    """One datagram for a prepared record: args merged, no exc_info.
+
+    An attribute that cannot be pickled travels as its repr; a datagram that
+    would be too large has its message truncated with a visible marker (L6).
+    """
+    state = dict(record.__dict__)
+    state.pop("message", None)
+    try:
+        data = pickle.dumps(state, _PICKLE_PROTOCOL)
+    except Exception:
+        state = _picklable(state)
+        data = pickle.dumps(state, _PICKLE_PROTOCOL)
+    if len(data) > MAX_DATAGRAM_BYTES:
+        data = pickle.dumps(_shrunk(state), _PICKLE_PROTOCOL)
+    return data
+
+
+def decode_record(data):
+    """The LogRecord in a datagram made by ``encode_record``."""
+    return logging.makeLogRecord(pickle.loads(data))
+
+
+def _picklable(state):
+    return {key: _picklable_value(value) for key, value in state.items()}
+
+
+def _picklable_value(value):
+    try:
+        pickle.dumps(value, _PICKLE_PROTOCOL)
+        return value
+    except Exception:
+        if isinstance(value, dict):
+            return {str(key): _picklable_value(item) for key, item in value.items()}
+        return safe_repr(value)
+
+
+def _shrunk(state):
+    shrunk = dict(state)
+    shrunk["msg"] = truncate_text(str(state.get("msg", "")), MAX_MESSAGE_BYTES)
+    if len(pickle.dumps(shrunk, _PICKLE_PROTOCOL)) > MAX_DATAGRAM_BYTES:
+        standard = _standard_attributes()
+        for key, value in state.items():
+            if key not in standard:
+                shrunk[key] = truncate_text(safe_repr(value), _REPR_LIMIT)
+    return shrunk
+
+
+def truncate_text(text, max_bytes):
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, plus a marker that
+    says how many bytes were cut."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= max_bytes:
+        return text
+    kept = encoded[:max_bytes].decode("utf-8", "ignore")
+    return f"{kept}... [truncated {len(encoded) - len(kept.encode())} bytes]"
+
+
+def _standard_attributes():
+    return set(logging.makeLogRecord({}).__dict__) | {"message"}

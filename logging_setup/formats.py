@@ -1,0 +1,97 @@
+"""How records are rendered: before sending, in the files, on the console."""
+
+import json
+import logging
+import os
+
+READING_ATTR = "reading"
+"""A record that carries ``extra={"reading": {...}}`` is a reading: the
+listener also writes that dict as one JSON line to ``readings.jsonl``."""
+
+LOG_FORMAT = "%(asctime)s %(processName)-10s %(name)s %(levelname)-8s %(message)s"
+"""The app log's line format (the article's)."""
+
+JOURNAL_FORMAT = "%(processName)s %(name)s %(levelname)s %(message)s"
+"""Console format under journald: journald adds the timestamp itself."""
+
+SYSLOG_PRIORITIES = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class RenderingFormatter(logging.Formatter):
+    """The sending side's formatter: merges the arguments into the message and
+    appends the traceback text (what QueueHandler.prepare sends).
+
+    A message whose arguments do not merge (``log.info("%d", "x")``) is sent
+    as its parts with the error, instead of being lost to handleError.
+    """
+
+    def format(self, record):
+        try:
+            return super().format(record)
+        except Exception as error:
+            record.msg = f"{safe_repr(record.msg)} % {safe_repr(record.args)} (arguments did not merge: {error!r})"
+            record.args = None
+            return super().format(record)
+
+
+class JournalFormatter(logging.Formatter):
+    """No timestamp, and a ``<N>`` syslog priority prefix on every line, so
+    journald files each line of a traceback under the record's priority."""
+
+    def __init__(self):
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record):
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def syslog_priority(levelno):
+    """The syslog priority of a logging level (custom levels round down)."""
+    for level in sorted(SYSLOG_PRIORITIES, reverse=True):
+        if levelno >= level:
+            return SYSLOG_PRIORITIES[level]
+    return SYSLOG_PRIORITIES[logging.DEBUG]
+
+
+def stream_is_journal(stream, environ=os.environ):
+    """True when ``stream`` is the journal: ``JOURNAL_STREAM`` names its
+    device and inode (systemd.exec)."""
+    expected = environ.get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def console_formatter(stream, environ=os.environ):
+    """The journal's format when ``stream`` is the journal, else the log file's."""
+    if stream_is_journal(stream, environ):
+        return JournalFormatter()
+    return logging.Formatter(LOG_FORMAT)
+
+
+def reading_of(record):
+    """The reading dict a record carries, or None."""
+    reading = getattr(record, READING_ATTR, None)
+    return reading if isinstance(reading, dict) else None
+
+
+def reading_line(reading):
+    """One JSON line for ``readings.jsonl``; values JSON cannot hold become text."""
+    return json.dumps(reading, default=str, separators=(",", ":")) + "\n"
+
+
+def safe_repr(value):
+    """repr(value), or a description of it when its repr raises."""
+    try:
+        return repr(value)
+    except Exception as error:
+        return f"<{type(value).__name__} object, repr failed: {error!r}>"

@@ -1,0 +1,47 @@
+"""The listener's file handlers. ``emit`` only queues a line in its live
+file; the listener calls ``flush()`` once per batch of records, which writes
+each file with one ``os.write``."""
+
+import logging
+
+from logging_setup.formats import LOG_FORMAT, reading_line, reading_of
+
+LOG_FILE_NAME = "edgesense.log"
+READINGS_FILE_NAME = "readings.jsonl"
+
+
+class LogFileHandler(logging.Handler):
+    """Writes every record to a live file (``directory.LiveFile``) in
+    ``LOG_FORMAT``, tracebacks included."""
+
+    def __init__(self, live_file, level=logging.NOTSET):
+        super().__init__(level)
+        self.file = live_file
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    def emit(self, record):
+        try:
+            self.file.append(self.line(record))
+        except Exception:
+            self.handleError(record)
+
+    def line(self, record):
+        return (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+
+    def flush(self):
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+        super().close()
+
+
+class ReadingsHandler(LogFileHandler):
+    """Writes the reading of each record that carries one as a JSON line."""
+
+    def emit(self, record):
+        if reading_of(record) is not None:
+            super().emit(record)
+
+    def line(self, record):
+        return reading_line(reading_of(record)).encode("utf-8", "backslashreplace")

@@ -1,0 +1,138 @@
+"""The log directory: rotation names, the budget, compression, leftovers (L7, L8)."""
+
+import base64
+import gzip
+import os
+import random
+
+import pytest
+
+from logging_setup.directory import STATE_FILE_RESERVE, LogDirectory, gzip_file
+
+
+LINE_BYTES = 50  # 20 lines fill a 1000-byte file
+
+
+def numbered_lines(count, start=0):
+    return [(b"line %06d of the edgesense log" % n).ljust(LINE_BYTES - 1, b".") + b"\n"
+            for n in range(start, start + count)]
+
+
+def file_lines(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as file:
+        return file.read().splitlines(keepends=True)
+
+
+def rotated_names(directory, live_name):
+    names = [name for name in os.listdir(directory.path) if name.startswith(live_name + ".")]
+    return sorted(names, key=lambda name: int(name.split(".")[2]))
+
+
+def lines_oldest_first(directory, live_name):
+    """Every line the rotated files and the live file hold, oldest first."""
+    paths = [os.path.join(directory.path, name) for name in reversed(rotated_names(directory, live_name))]
+    lines = []
+    for path in paths + [os.path.join(directory.path, live_name)]:
+        lines.extend(file_lines(path))
+    return lines
+
+
+def disk_bytes(path):
+    """Bytes of every regular file in ``path``, each inode counted once."""
+    seen = {}
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            info = entry.stat(follow_symlinks=False)
+            seen[(info.st_dev, info.st_ino)] = info.st_size
+    return sum(seen.values())
+
+
+def write(live, lines):
+    for line in lines:
+        assert live.append(line)
+    live.flush()
+
+
+@pytest.mark.parametrize("compress, suffix", [(True, ".gz"), (False, "")])
+def test_rotated_files_are_numbered_newest_first(tmp_path, compress, suffix):
+    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=100_000, compress=compress)
+    live = directory.open_live("edgesense.log")
+    lines = numbered_lines(70)
+    write(live, lines)
+    live.close()
+
+    assert rotated_names(directory, "edgesense.log") == [f"edgesense.log.{n}{suffix}" for n in (1, 2, 3)]
+    assert file_lines(str(tmp_path / f"edgesense.log.1{suffix}")) == lines[40:60]
+    assert file_lines(str(tmp_path / f"edgesense.log.3{suffix}")) == lines[:20]
+    assert lines_oldest_first(directory, "edgesense.log") == lines
+    assert sorted(os.listdir(tmp_path)) == ["edgesense.log"] + [f"edgesense.log.{n}{suffix}" for n in (1, 2, 3)]
+
+
+def test_budget_deletes_the_oldest_rotated_files_of_either_kind(tmp_path):
+    budget = 4 * 1000 + STATE_FILE_RESERVE + 500
+    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=budget, compress=False)
+    log = directory.open_live("edgesense.log")
+    readings = directory.open_live("readings.jsonl")
+    log_lines, reading_lines = numbered_lines(200), numbered_lines(200, start=1000)
+    for log_line, reading_line in zip(log_lines, reading_lines):
+        write(log, [log_line])
+        write(readings, [reading_line])
+        assert disk_bytes(tmp_path) + STATE_FILE_RESERVE <= budget
+
+    assert rotated_names(directory, "edgesense.log")[0] == "edgesense.log.1"
+    assert rotated_names(directory, "readings.jsonl") == ["readings.jsonl.1"]
+    for live_name, lines in [("edgesense.log", log_lines), ("readings.jsonl", reading_lines)]:
+        kept = lines_oldest_first(directory, live_name)
+        assert kept == lines[-len(kept):]
+        assert len(kept) >= 20
+
+
+def test_state_file_counts_in_the_budget(tmp_path):
+    (tmp_path / "edgesense.state.json").write_bytes(b"{}" * 3000)
+    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=12_000, compress=False)
+    live = directory.open_live("edgesense.log")
+    for line in numbered_lines(500):
+        write(live, [line])
+        assert disk_bytes(tmp_path) <= 12_000
+
+
+def test_budget_holds_while_compressing(tmp_path):
+    """The temporary archive needs room next to the file it compresses."""
+    budget = 3 * 2000 + STATE_FILE_RESERVE
+    peaks = []
+
+    def compress_and_measure(source, target):
+        gzip_file(source, target)
+        peaks.append(disk_bytes(tmp_path))
+
+    directory = LogDirectory(tmp_path, max_file_bytes=2000, max_total_bytes=budget, compressor=compress_and_measure)
+    live = directory.open_live("edgesense.log")
+    noise = random.Random(7)
+    for _ in range(1000):
+        write(live, [base64.b64encode(noise.randbytes(36)) + b"\n"])
+    assert len(peaks) > 10
+    assert max(peaks) + STATE_FILE_RESERVE <= budget
+
+
+def test_interrupted_rotation_leftovers_are_removed_at_start(tmp_path):
+    (tmp_path / "edgesense.log.1.gz").write_bytes(gzip.compress(b"complete\n"))
+    (tmp_path / "edgesense.log.1").write_bytes(b"complete\n")
+    (tmp_path / "edgesense.log.2.gz.tmp").write_bytes(b"torn")
+    (tmp_path / "edgesense.log.new").write_bytes(b"")
+    (tmp_path / "notes.txt").write_bytes(b"not ours")
+    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=100_000)
+    directory.open_live("edgesense.log")
+    assert sorted(os.listdir(tmp_path)) == ["edgesense.log", "edgesense.log.1.gz", "notes.txt"]
+
+
+def test_live_name_never_vanishes_and_keeps_growing_after_restart(tmp_path):
+    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=100_000)
+    live = directory.open_live("edgesense.log")
+    write(live, numbered_lines(15))
+    live.close()
+    again = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=100_000).open_live("edgesense.log")
+    write(again, numbered_lines(10, start=15))
+    again.close()
+    assert file_lines(str(tmp_path / "edgesense.log")) == numbered_lines(25)[20:]
+    assert file_lines(str(tmp_path / "edgesense.log.1.gz")) == numbered_lines(20)
