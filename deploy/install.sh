@@ -149,11 +149,17 @@ print(digest.hexdigest())
 EOF
 }
 
+# pip builds a folder in place, and setuptools keeps what it built in build/
+# there: a module deleted since would come back from it. So the wheel is built
+# from a copy, without build/, *.egg-info, .git and venvs.
 build_wheel() {
     src=${SOURCE:-$(dirname "$HERE")}
     say "package: building a wheel from $src" >&2
+    mkdir "$WORK/src"
+    tar -C "$src" -cf - --exclude=./.git --exclude=./build --exclude='./*.egg-info' \
+        --exclude=./.venv --exclude=./venv --exclude=__pycache__ . | tar -C "$WORK/src" -xf -
     # shellcheck disable=SC2046
-    pip wheel --quiet --no-deps $(pip_source_options) --wheel-dir "$WORK" "$src" >&2 \
+    pip wheel --quiet --no-deps $(pip_source_options) --wheel-dir "$WORK" "$WORK/src" >&2 \
         || die "could not build the package from $src"
     set -- "$WORK"/edgesense-*.whl
     [ -f "$1" ] || die "building $src gave no edgesense wheel"

@@ -45,6 +45,8 @@ level = "INFO"
 # state_file = "edgesense-logs/edgesense.state.json"
 """
 PACKAGED_EXAMPLE = ROOT / "app" / "config.example.toml"
+# Left in a checkout by earlier builds and runs: never part of a wheel.
+BUILD_LEFTOVERS = (".git", "build", "*.egg-info", ".venv", "__pycache__", ".pytest_cache", "edgesense-logs")
 
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
@@ -94,8 +96,10 @@ def tree(root):
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory):
     """edgesense's wheel (from this checkout) and its dependencies' wheels."""
+    source = tmp_path_factory.mktemp("source") / "edgesense"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
     folder = tmp_path_factory.mktemp("wheels")
-    ok(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", folder, ROOT], timeout=110))
+    ok(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", folder, source], timeout=110))
     return folder
 
 
@@ -305,12 +309,20 @@ def test_purge_removes_config_logs_and_state(fresh_install):
 
 
 def test_install_builds_the_checkout_when_given_no_wheel(tmp_path, wheelhouse, config_options):
+    """From a copy: setuptools' build/ left in a checkout never reaches the venv."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
+    stale = checkout / "build/lib/app/deleted_since.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
     root = tmp_path / "root"
 
-    result = ok(install(root, "--source", ROOT, "--wheelhouse", wheelhouse, *config_options))
+    result = ok(install(root, "--source", checkout, "--wheelhouse", wheelhouse, *config_options))
 
-    assert "building a wheel from" in result.stderr + result.stdout
+    assert f"building a wheel from {checkout}" in result.stderr
     ok(run([root / VENV / "bin/python", "-c", "import app, sensors, logging_setup"]))
+    assert list(root.glob("opt/edgesense/venv/lib/*/site-packages/app/deleted_since.py")) == []
+    assert sorted(p.name for p in checkout.iterdir() if p.name in ("build", "edgesense.egg-info")) == ["build"]
 
 
 @pytest.mark.parametrize(
