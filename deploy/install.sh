@@ -294,15 +294,20 @@ start_service() {
         exit 1
     fi
     if systemctl is-active --quiet "$UNIT"; then
-        if [ "$CHANGED" = yes ]; then
-            say "service: restarting"
-            systemctl restart "$UNIT"
-        else
+        if [ "$CHANGED" = no ]; then
             say "service: running, unchanged"
+            return
         fi
+        say "service: restarting"
+        verb=restart
     else
         say "service: starting"
-        systemctl start "$UNIT"
+        verb=start
+    fi
+    # Type=notify: this waits for the supervisor's READY=1, or its failure.
+    if ! systemctl "$verb" "$UNIT"; then
+        journalctl --unit "$UNIT" --lines 20 --no-pager || true
+        die "the service did not start (its last journal lines are above; systemctl status edgesense)"
     fi
 }
 

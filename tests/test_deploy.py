@@ -363,6 +363,96 @@ def test_help_names_every_option():
         assert option in text
 
 
+# --- install.sh on the host, in a private mount namespace ---------------------
+
+# Runs as root in its own mount namespace: /etc and /usr/lib/sysusers.d are
+# copies, /opt and /usr/local/bin are empty tmpfs, so install.sh does what it
+# does on a Pi (systemd-sysusers and usermod for real, on the copied /etc)
+# while this machine stays untouched. systemctl is a recording stand-in:
+# there is no systemd to talk to here.
+FAKE_SYSTEMCTL = """\
+#!/bin/sh
+echo "$*" >>"$SANDBOX/systemctl.log"
+case $1 in
+    is-active) [ -f "$SANDBOX/active" ] ;;
+    start|restart) touch "$SANDBOX/active" ;;
+    disable) rm -f "$SANDBOX/active" ;;
+esac
+"""
+
+SANDBOX_SCRIPT = """\
+set -eu
+: "${SANDBOX:?}" "${INSTALL:?}"
+mount --make-rprivate /
+cp -a /etc "$SANDBOX/etc"
+mkdir "$SANDBOX/sysusers.d"
+cp -a /usr/lib/sysusers.d/. "$SANDBOX/sysusers.d/"
+mount --bind "$SANDBOX/etc" /etc
+mount --bind "$SANDBOX/sysusers.d" /usr/lib/sysusers.d
+mount -t tmpfs edgesense-test /opt
+mount -t tmpfs edgesense-test /usr/local/bin
+useradd --no-create-home tester
+export PATH="$SANDBOX/bin:$PATH" SUDO_USER=tester
+for run in first second; do
+    echo "--- $run" >>"$SANDBOX/systemctl.log"
+    sh "$INSTALL" --python "$PYTHON" --wheel "$WHEEL" --wheelhouse "$WHEELHOUSE" >"$SANDBOX/$run.out" 2>&1
+done
+cp /etc/passwd /etc/group /etc/edgesense/config.toml "$SANDBOX/"
+readlink /usr/local/bin/edgesense >"$SANDBOX/link"
+echo "--- uninstall" >>"$SANDBOX/systemctl.log"
+sh "$INSTALL" --uninstall >"$SANDBOX/uninstall.out" 2>&1
+ls -A /opt /usr/local/bin /etc/edgesense >"$SANDBOX/left" 2>&1
+ls -A /etc/systemd/system >"$SANDBOX/units"
+"""
+
+
+def can_unshare_mounts():
+    return (os.geteuid() == 0 and shutil.which("unshare") is not None
+            and run(["unshare", "--mount", "true"]).returncode == 0)
+
+
+@pytest.mark.skipif(not can_unshare_mounts(), reason="needs root and unshare(1) for a private mount namespace")
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, wheel, wheelhouse):
+    sandbox = tmp_path / "sandbox"
+    (sandbox / "bin").mkdir(parents=True)
+    (sandbox / "bin/systemctl").write_text(FAKE_SYSTEMCTL)
+    (sandbox / "bin/systemctl").chmod(0o755)
+    environment = dict(os.environ, SANDBOX=str(sandbox), INSTALL=str(INSTALL), PYTHON=venv_python(),
+                       WHEEL=str(wheel), WHEELHOUSE=str(wheelhouse))
+
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", SANDBOX_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=60, cwd="/")
+
+    outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
+    assert result.returncode == 0, f"{result.stderr}\n{outputs}"
+    groups = {line.split(":")[0]: line.split(":")[3].split(",")
+              for line in (sandbox / "group").read_text().splitlines()}
+    passwd = {line.split(":")[0]: line.split(":") for line in (sandbox / "passwd").read_text().splitlines()}
+    assert passwd["edgesense"][6] in ("/usr/sbin/nologin", "/sbin/nologin")
+    assert all("edgesense" in groups[group] for group in ("gpio", "spi", "i2c"))
+    assert groups["edgesense"] == ["tester"]
+    assert (sandbox / "link").read_text() == "/opt/edgesense/venv/bin/edgesense\n"
+    assert 'dir = "/var/log/edgesense"' in (sandbox / "config.toml").read_text()
+    assert (sandbox / "systemctl.log").read_text().splitlines() == [
+        "--- first",
+        "daemon-reload", "enable --quiet edgesense.service", "is-active --quiet edgesense.service",
+        "start edgesense.service",
+        "--- second",
+        "daemon-reload", "enable --quiet edgesense.service", "is-active --quiet edgesense.service",
+        "--- uninstall",
+        "disable --now --quiet edgesense.service", "daemon-reload",
+    ]
+    assert "install.sh: user: added tester to group edgesense" in outputs["first"]
+    assert "install.sh: unit: installing /etc/systemd/system/edgesense.service" in outputs["first"]
+    assert "install.sh: service: starting" in outputs["first"]
+    assert "install.sh: logs: /var/log/edgesense/edgesense.log" in outputs["first"]
+    assert "added tester" not in outputs["second"]
+    assert "install.sh: service: running, unchanged" in outputs["second"]
+    assert (sandbox / "left").read_text().split() == ["/etc/edgesense:", "config.toml", "/opt:", "/usr/local/bin:"]
+    assert "edgesense.service" not in (sandbox / "units").read_text().split()
+
+
 # --- first boot ------------------------------------------------------------------
 
 
