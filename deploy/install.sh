@@ -83,8 +83,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-absolute() { (cd "$(dirname "$1")" && printf '%s/%s\n' "$(pwd)" "$(basename "$1")"); }
-
 if [ -n "$ROOT" ]; then
     mkdir -p "$ROOT"
     R=$(cd "$ROOT" && pwd)

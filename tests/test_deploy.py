@@ -279,6 +279,22 @@ def test_install_keeps_an_existing_config(installed, wheel, wheelhouse, tmp_path
     assert "config: kept" in result.stdout
 
 
+def test_a_venv_of_another_python_version_is_made_anew(fresh_install, wheel, wheelhouse):
+    """After an OS upgrade the venv's python is another minor version: the
+    stand-in below answers like a 3.9 would."""
+    python = fresh_install / VENV / "bin/python"
+    python.unlink()
+    python.write_text("#!/bin/sh\necho 3 9\n")
+    python.chmod(0o755)
+
+    result = ok(install(fresh_install, "--wheel", wheel, "--wheelhouse", wheelhouse))
+
+    assert f"venv: creating {fresh_install / VENV}" in result.stdout
+    assert f"package: installing {wheel.name}" in result.stdout
+    assert "config: kept" in result.stdout
+    ok(run([python, "-c", "import app, gpiozero"]))
+
+
 def test_uninstall_keeps_config_logs_and_state(fresh_install):
     (fresh_install / LOG_DIR).mkdir(parents=True)
     (fresh_install / LOG_DIR / "edgesense.log").write_text("a line\n")
