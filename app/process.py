@@ -12,6 +12,10 @@ logger = logging.getLogger(__name__)
 STARTUP_GRACE = 15.0
 """Seconds a new worker may take to import, build its sensor and tick once."""
 
+STARTUP_CHECK = 0.5
+"""Seconds between looks at a new worker's heartbeat until its first tick:
+only then can its next deadline be known."""
+
 HANG_KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL for a hung worker."""
 
@@ -188,7 +192,11 @@ class ManagedSensor:
         if self.state in (SensorState.BACKOFF, SensorState.FAILED):
             return self.next_start
         if self.state is SensorState.RUNNING:
-            return self.kill_at if self.kill_at is not None else self.hang_deadline()
+            if self.kill_at is not None:
+                return self.kill_at
+            if self.heartbeat.tick == 0:
+                return min(self.hang_deadline(), self._now() + STARTUP_CHECK)
+            return self.hang_deadline()
         return None
 
     def summary(self):

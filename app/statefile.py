@@ -5,6 +5,9 @@ import os
 import tempfile
 from pathlib import Path
 
+READABLE_BY_ALL = 0o644
+"""``edgesense status`` runs as whoever logged in, not as the service's user."""
+
 
 def write_state(path, state):
     """Replace ``path`` atomically: a reader sees the old file or the new one,
@@ -13,6 +16,7 @@ def write_state(path, state):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".state-", dir=path.parent)
     try:
+        os.fchmod(fd, READABLE_BY_ALL)
         with os.fdopen(fd, "w") as file:
             json.dump(state, file, indent=1)
             file.write("\n")
