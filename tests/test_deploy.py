@@ -7,11 +7,16 @@ cache). Nothing on this machine outside tmp_path is touched.
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import tomllib
 from pathlib import Path
 
@@ -123,12 +128,22 @@ def install_offline(root, wheel, wheelhouse, config_options):
     return ok(install(root, "--wheel", wheel, "--wheelhouse", wheelhouse, *config_options))
 
 
+def open_folder():
+    """A temporary folder any user may traverse (pytest's are root's alone), so
+    that the service can run from it as an unprivileged user."""
+    folder = Path(tempfile.mkdtemp(prefix="edgesense-deploy-"))
+    folder.chmod(0o755)
+    return folder
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory, wheel, wheelhouse, config_options):
+def installed(wheel, wheelhouse, config_options):
     """A root laid out by one `install.sh --root`; tests here only read it."""
-    root = tmp_path_factory.mktemp("root")
+    folder = open_folder()
+    root = folder / "root"
     install_offline(root, wheel, wheelhouse, config_options)
-    return root
+    yield root
+    shutil.rmtree(folder)
 
 
 @pytest.fixture
@@ -467,6 +482,201 @@ def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, w
     assert "install.sh: service: running, unchanged" in outputs["second"]
     assert (sandbox / "left").read_text().split() == ["/etc/edgesense:", "config.toml", "/opt:", "/usr/local/bin:"]
     assert "edgesense.service" not in (sandbox / "units").read_text().split()
+
+
+# --- the installed service, run the way the unit runs it ------------------------
+
+# The unit's sandbox, rebuilt with the kernel's own tools since there is no
+# systemd here: a private mount namespace where every mount but /proc, /sys
+# and /dev is read-only except the service's log, state and runtime folders
+# (ProtectSystem=strict), a writable TMPDIR of its own (PrivateTmp=), no
+# network (PrivateNetwork=), user nobody with no groups, no capabilities and
+# no new privileges (User=, CapabilityBoundingSet=, NoNewPrivileges=), and
+# the kernel's W^X lock (MemoryDenyWriteExecute=, through PR_SET_MDWE where
+# the kernel has it, 6.3 and later). Not rebuilt: the seccomp filter and the
+# device allow-list (no devices here: the sensors use gpiozero's mock pins).
+SERVICE_SANDBOX = """\
+set -eu
+: "${BASE:?}"
+mount --make-rprivate /
+for dir in log state run tmp; do mount --bind "$BASE/$dir" "$BASE/$dir"; done
+awk '{ print $5 }' /proc/self/mountinfo | sort -u | while read -r target; do
+    case $target in
+        /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) ;;
+        "$BASE"/log|"$BASE"/state|"$BASE"/run|"$BASE"/tmp) ;;
+        *) mount -o remount,bind,ro "$target" ;;
+    esac
+done
+cd "$BASE/run"
+exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \\
+    --inh-caps=-all --bounding-set=-all \\
+    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 HOME=/ TMPDIR="$BASE/tmp" \\
+    LG_WD="$BASE/run" RUNTIME_DIRECTORY="$BASE/run" \\
+    NOTIFY_SOCKET="$BASE/notify/socket" WATCHDOG_USEC=2000000 \\
+    "$PYTHON" -c "$LOCK_WX" "$@"
+"""
+
+LOCK_WX = """\
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(65, 1, 0, 0, 0)  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+SERVICE_CONFIG = """\
+[logging]
+dir = "{base}/log"
+console = false
+
+[supervisor]
+start_method = "{start_method}"
+state_file = "{base}/state/state.json"
+
+[gpio]
+pin_factory = "mock"
+
+[[sensor]]
+name = "button"
+type = "button"
+interval = 0.3
+pin = 17
+
+[[sensor]]
+name = "motion"
+type = "motion"
+interval = 0.3
+pin = 27
+
+[[sensor]]
+name = "load"
+type = "load_average"
+interval = 0.3
+
+[[sensor]]
+name = "disk"
+type = "disk_usage"
+interval = 0.3
+filesystem = "{base}/log"
+"""
+
+
+class NotifySocket:
+    """What systemd's notify socket receives, one datagram at a time."""
+
+    def __init__(self, path):
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        path.chmod(0o777)
+        self.received = []
+
+    def wait_for(self, line, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.socket.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                message = self.socket.recv(4096).decode()
+            except TimeoutError:
+                break
+            self.received.append(message)
+            if line in message.splitlines():
+                return
+        raise AssertionError(f"no {line} within {timeout} s; received {self.received}")
+
+    def close(self):
+        self.socket.close()
+
+
+def readings_by_sensor(log_dir):
+    path = log_dir / "readings.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {json.loads(line)["sensor"] for line in lines}
+
+
+def wait_until(condition, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def is_gone(pid):
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def assert_sandboxed(pid):
+    """The process runs as nobody, without capabilities or a way to gain
+    any, without network, on a read-only root."""
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    assert status["Uid"].split() == ["65534"] * 4
+    assert status["Groups"].strip() == ""
+    assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0
+    assert status["NoNewPrivs"].strip() == "1"
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    root_mount = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+                      if line.split()[4] == "/")
+    assert "ro" in root_mount[5].split(",")
+
+
+def unit_command(key, installed, config):
+    """The unit's own command line, pointed at the --root install."""
+    (line,) = unit_settings(UNIT)[key]
+    line = line.replace("/opt/edgesense", str(installed / "opt/edgesense"))
+    return line.replace("/etc/edgesense/config.toml", str(config)).split()
+
+
+@pytest.mark.skipif(not can_unshare_mounts() or shutil.which("setpriv") is None,
+                    reason="needs root, unshare(1) and setpriv(1) to rebuild the unit's sandbox")
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed, start_method):
+    base = open_folder()
+    try:
+        for name in ("log", "state", "run", "tmp", "notify"):
+            (base / name).mkdir(mode=0o750)
+            os.chown(base / name, 65534, 65534)
+        (base / "notify").chmod(0o755)
+        config = base / "config.toml"
+        config.write_text(SERVICE_CONFIG.format(base=base, start_method=start_method))
+        notify = NotifySocket(base / "notify/socket")
+        environment = dict(os.environ, BASE=str(base), LOCK_WX=LOCK_WX,
+                           PYTHON=str(installed / VENV / "bin/python"))
+        service = subprocess.Popen(
+            ["unshare", "--mount", "--net", "sh", "-c", SERVICE_SANDBOX, "sandbox",
+             *unit_command("ExecStart", installed, config)],
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            notify.wait_for("READY=1")
+            wait_until(lambda: readings_by_sensor(base / "log") == {"button", "motion", "load", "disk"})
+            notify.wait_for("WATCHDOG=1", timeout=5)
+            state = json.loads((base / "state/state.json").read_text())
+            children = [state["listener"]["pid"]] + [sensor["pid"] for sensor in state["sensors"]]
+            for pid in [service.pid, *children]:
+                assert_sandboxed(pid)
+
+            reload = [word.replace("$MAINPID", str(service.pid)) for word in unit_settings(UNIT)["ExecReload"][0].split()]
+            ok(run(reload))
+            notify.wait_for("RELOADING=1", timeout=10)
+            notify.wait_for("READY=1", timeout=10)
+
+            service.send_signal(signal.SIGTERM)  # KillMode=mixed: the main process alone
+            notify.wait_for("STOPPING=1", timeout=10)
+            output, _ = service.communicate(timeout=25)  # within TimeoutStopSec=30s
+        finally:
+            if service.poll() is None:
+                service.kill()
+                service.communicate()
+            notify.close()
+
+        assert service.returncode == 0, output
+        wait_until(lambda: all(is_gone(pid) for pid in children), timeout=10)
+        log = (base / "log/edgesense.log").read_text()
+        assert "Traceback" not in log
+        assert [line for line in log.splitlines() if " ERROR " in line or " CRITICAL " in line] == []
+        assert list((base / "run").iterdir()) == []
+    finally:
+        shutil.rmtree(base)
 
 
 # --- first boot ------------------------------------------------------------------
