@@ -3,7 +3,8 @@
 install.sh runs with --root into a temporary folder: it creates a real venv
 (from /usr/bin/python3, as on a Pi) and installs real wheels into it, offline,
 from a wheelhouse built once per session with `pip wheel` (which reuses pip's
-cache). Nothing on this machine outside tmp_path is touched.
+cache). Nothing on this machine outside the tests' temporary folders is
+touched: what must look like the real system runs in a private mount namespace.
 """
 
 import hashlib
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from app.config import SupervisorSettings
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 INSTALL = DEPLOY / "install.sh"
@@ -39,16 +42,6 @@ LOG_DIR = Path("var/log/edgesense")
 STATE_DIR = Path("var/lib/edgesense")
 WANTS_FIRSTBOOT = Path("etc/systemd/system/multi-user.target.wants/edgesense-firstboot.service")
 
-# What the CLI's example config holds on the two lines install.sh rewrites;
-# used until app/config.example.toml lands.
-STAND_IN_CONFIG = """\
-[logging]
-dir = "edgesense-logs"
-level = "INFO"
-
-[supervisor]
-# state_file = "edgesense-logs/edgesense.state.json"
-"""
 PACKAGED_EXAMPLE = ROOT / "app" / "config.example.toml"
 # Left in a checkout by earlier builds and runs: never part of a wheel.
 BUILD_LEFTOVERS = (".git", "build", "*.egg-info", ".venv", "__pycache__", ".pytest_cache", "edgesense-logs")
@@ -114,18 +107,8 @@ def wheel(wheelhouse):
     return found
 
 
-@pytest.fixture(scope="session")
-def config_options(tmp_path_factory):
-    """install.sh's default (the packaged example) once it exists; a stand-in before."""
-    if PACKAGED_EXAMPLE.exists():
-        return []
-    stand_in = tmp_path_factory.mktemp("config") / "config.toml"
-    stand_in.write_text(STAND_IN_CONFIG)
-    return ["--config", stand_in]
-
-
-def install_offline(root, wheel, wheelhouse, config_options):
-    return ok(install(root, "--wheel", wheel, "--wheelhouse", wheelhouse, *config_options))
+def install_offline(root, wheel, wheelhouse):
+    return ok(install(root, "--wheel", wheel, "--wheelhouse", wheelhouse))
 
 
 def open_folder():
@@ -137,19 +120,19 @@ def open_folder():
 
 
 @pytest.fixture(scope="module")
-def installed(wheel, wheelhouse, config_options):
+def installed(wheel, wheelhouse):
     """A root laid out by one `install.sh --root`; tests here only read it."""
     folder = open_folder()
     root = folder / "root"
-    install_offline(root, wheel, wheelhouse, config_options)
+    install_offline(root, wheel, wheelhouse)
     yield root
     shutil.rmtree(folder)
 
 
 @pytest.fixture
-def fresh_install(tmp_path, wheel, wheelhouse, config_options):
+def fresh_install(tmp_path, wheel, wheelhouse):
     root = tmp_path / "root"
-    install_offline(root, wheel, wheelhouse, config_options)
+    install_offline(root, wheel, wheelhouse)
     return root
 
 
@@ -157,7 +140,7 @@ def fresh_install(tmp_path, wheel, wheelhouse, config_options):
 
 
 @needs_systemd_analyze
-def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
+def test_unit_passes_systemd_analyze_verify(installed):
     """verify resolves ExecStart= and the default dependencies under --root;
     the root gets this machine's targets and kill(1), the rest is the install."""
     units = installed / "usr/lib/systemd/system"
@@ -211,8 +194,9 @@ def test_unit_lets_the_supervisor_order_the_stop():
     assert settings["Type"] == ["notify"]
     assert settings["NotifyAccess"] == ["main"]
     assert settings["KillMode"] == ["mixed"]
-    timeout = int(settings["TimeoutStopSec"][0].removesuffix("s"))
-    assert timeout > 5 * 2, "above the supervisor's stop_timeout (5 s) plus the kill and the drain"
+    stop_timeout = int(settings["TimeoutStopSec"][0].removesuffix("s"))
+    # the workers' stop_timeout, then their kill, the supervisor's last line and the drain
+    assert stop_timeout >= 4 * SupervisorSettings().stop_timeout
     assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert settings["ExecStart"] == ["/opt/edgesense/venv/bin/edgesense run --config /etc/edgesense/config.toml"]
 
@@ -251,10 +235,10 @@ def test_install_lays_out_venv_config_unit_and_user(installed):
     assert not (installed / "etc/passwd").exists()
 
 
-def test_second_install_changes_nothing(installed, wheel, wheelhouse, config_options):
+def test_second_install_changes_nothing(installed, wheel, wheelhouse):
     before = tree(installed)
 
-    result = install_offline(installed, wheel, wheelhouse, config_options)
+    result = install_offline(installed, wheel, wheelhouse)
 
     assert tree(installed) == before
     assert "package: kept" in result.stdout
@@ -273,7 +257,6 @@ def test_installed_edgesense_checks_the_installed_config(installed):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not PACKAGED_EXAMPLE.exists(), reason="app/config.example.toml has not landed yet (CLI issue 5)")
 def test_default_config_is_the_packaged_example_with_service_paths(installed):
     example = PACKAGED_EXAMPLE.read_text().splitlines()
     written = (installed / CONFIG).read_text().splitlines()
@@ -339,7 +322,7 @@ def test_purge_removes_config_logs_and_state(fresh_install):
     assert "userdel edgesense" in result.stdout
 
 
-def test_install_builds_the_checkout_when_given_no_wheel(tmp_path, wheelhouse, config_options):
+def test_install_builds_the_checkout_when_given_no_wheel(tmp_path, wheelhouse):
     """From a copy: setuptools' build/ left in a checkout never reaches the venv."""
     checkout = tmp_path / "checkout"
     shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
@@ -348,7 +331,7 @@ def test_install_builds_the_checkout_when_given_no_wheel(tmp_path, wheelhouse, c
     stale.write_text("")
     root = tmp_path / "root"
 
-    result = ok(install(root, "--source", checkout, "--wheelhouse", wheelhouse, *config_options))
+    result = ok(install(root, "--source", checkout, "--wheelhouse", wheelhouse))
 
     assert f"building a wheel from {checkout}" in result.stderr
     ok(run([root / VENV / "bin/python", "-c", "import app, sensors, logging_setup"]))
