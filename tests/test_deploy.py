@@ -7,6 +7,7 @@ cache). Nothing on this machine outside the tests' temporary folders is
 touched: what must look like the real system runs in a private mount namespace.
 """
 
+import ctypes.util
 import hashlib
 import json
 import os
@@ -474,10 +475,12 @@ def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, w
 # and /dev is read-only except the service's log, state and runtime folders
 # (ProtectSystem=strict), a writable TMPDIR of its own (PrivateTmp=), no
 # network (PrivateNetwork=), user nobody with no groups, no capabilities and
-# no new privileges (User=, CapabilityBoundingSet=, NoNewPrivileges=), and
-# the kernel's W^X lock (MemoryDenyWriteExecute=, through PR_SET_MDWE where
-# the kernel has it, 6.3 and later). Not rebuilt: the seccomp filter and the
-# device allow-list (no devices here: the sensors use gpiozero's mock pins).
+# no new privileges (User=, CapabilityBoundingSet=, NoNewPrivileges=), the
+# kernel's W^X lock (MemoryDenyWriteExecute=, through PR_SET_MDWE where the
+# kernel has it, 6.3 and later), and the unit's system call filter, computed
+# from systemd's own groups and loaded with libseccomp (SystemCallFilter=,
+# SystemCallErrorNumber=EPERM). Not rebuilt: the device allow-list (no
+# devices here: the sensors use gpiozero's mock pins).
 SERVICE_SANDBOX = """\
 set -eu
 : "${BASE:?}"
@@ -496,14 +499,57 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \\
     env -i PATH=/usr/bin:/bin LANG=C.UTF-8 HOME=/ TMPDIR="$BASE/tmp" \\
     LG_WD="$BASE/run" RUNTIME_DIRECTORY="$BASE/run" \\
     NOTIFY_SOCKET="$BASE/notify/socket" WATCHDOG_USEC=2000000 \\
-    "$PYTHON" -c "$LOCK_WX" "$@"
+    "$PYTHON" -c "$LOCK_DOWN" "$ALLOWED_SYSCALLS" "$@"
 """
 
-LOCK_WX = """\
-import ctypes, os, sys
+# Runs last, then execs the service: what systemd does between fork and exec.
+LOCK_DOWN = """\
+import ctypes, errno, os, sys
+allowed, command = sys.argv[1].split(), sys.argv[2:]
 ctypes.CDLL(None).prctl(65, 1, 0, 0, 0)  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
-os.execv(sys.argv[1], sys.argv[1:])
+seccomp = ctypes.CDLL("libseccomp.so.2")
+seccomp.seccomp_init.restype = ctypes.c_void_p
+seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+ACT_ALLOW, ACT_ERRNO = 0x7FFF0000, 0x00050000
+context = ctypes.c_void_p(seccomp.seccomp_init(ctypes.c_uint32(ACT_ERRNO | errno.EPERM)))
+for name in allowed:
+    number = seccomp.seccomp_syscall_resolve_name(name.encode())
+    if number >= 0:
+        seccomp.seccomp_rule_add(context, ctypes.c_uint32(ACT_ALLOW), ctypes.c_int(number), ctypes.c_uint(0))
+if seccomp.seccomp_load(context) != 0:
+    sys.exit("cannot load the system call filter")
+os.execv(command[0], command)
 """
+
+
+def syscall_groups():
+    """systemd's system call groups (`systemd-analyze syscall-filter`)."""
+    groups, current = {}, None
+    for line in run(["systemd-analyze", "syscall-filter", "--no-pager"]).stdout.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif line.startswith("    ") and not line.strip().startswith("#") and current is not None:
+            current.append(line.strip())
+    return groups
+
+
+def expand(name, groups):
+    if not name.startswith("@"):
+        return {name}
+    return set().union(*(expand(member, groups) for member in groups[name]))
+
+
+def unit_syscall_allow_list():
+    """SystemCallFilter=@system-service, then SystemCallFilter=~@privileged @resources."""
+    groups = syscall_groups()
+    allowed, denied = unit_settings(UNIT)["SystemCallFilter"]
+    assert not allowed.startswith("~") and denied.startswith("~")
+    names = set().union(*(expand(name, groups) for name in allowed.split()))
+    names -= set().union(*(expand(name, groups) for name in denied[1:].split()))
+    assert {"execve", "mmap", "socket", "clone"} <= names
+    assert names.isdisjoint({"setuid", "sched_setscheduler", "setrlimit", "chown", "init_module"})
+    return names
+
 
 SERVICE_CONFIG = """\
 [logging]
@@ -543,22 +589,26 @@ filesystem = "{base}/log"
 
 
 class NotifySocket:
-    """What systemd's notify socket receives, one datagram at a time."""
+    """What systemd's notify socket receives from ``service``, one datagram at a time."""
 
     def __init__(self, path):
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.socket.bind(str(path))
+        self.socket.settimeout(0.2)
         path.chmod(0o777)
+        self.service = None  # the Popen, set once started
         self.received = []
 
     def wait_for(self, line, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.socket.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 message = self.socket.recv(4096).decode()
             except TimeoutError:
-                break
+                if self.service.poll() is not None:
+                    raise AssertionError(f"the service exited ({self.service.returncode}) before {line}:\n"
+                                         + self.service.communicate(timeout=10)[0]) from None
+                continue
             self.received.append(message)
             if line in message.splitlines():
                 return
@@ -597,6 +647,7 @@ def assert_sandboxed(pid):
     assert status["Groups"].strip() == ""
     assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0
     assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"  # a filter is loaded
     assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
     root_mount = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
                       if line.split()[4] == "/")
@@ -612,6 +663,8 @@ def unit_command(key, installed, config):
 
 @pytest.mark.skipif(not can_unshare_mounts() or shutil.which("setpriv") is None,
                     reason="needs root, unshare(1) and setpriv(1) to rebuild the unit's sandbox")
+@pytest.mark.skipif(ctypes.util.find_library("seccomp") is None, reason="needs libseccomp for the filter")
+@needs_systemd_analyze
 @pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
 def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed, start_method):
     base = open_folder()
@@ -623,12 +676,14 @@ def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed
         config = base / "config.toml"
         config.write_text(SERVICE_CONFIG.format(base=base, start_method=start_method))
         notify = NotifySocket(base / "notify/socket")
-        environment = dict(os.environ, BASE=str(base), LOCK_WX=LOCK_WX,
+        environment = dict(os.environ, BASE=str(base), LOCK_DOWN=LOCK_DOWN,
+                           ALLOWED_SYSCALLS=" ".join(sorted(unit_syscall_allow_list())),
                            PYTHON=str(installed / VENV / "bin/python"))
         service = subprocess.Popen(
             ["unshare", "--mount", "--net", "sh", "-c", SERVICE_SANDBOX, "sandbox",
              *unit_command("ExecStart", installed, config)],
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        notify.service = service
         try:
             notify.wait_for("READY=1")
             wait_until(lambda: readings_by_sensor(base / "log") == {"button", "motion", "load", "disk"})
