@@ -22,9 +22,12 @@ import os
 import signal
 import tempfile
 import time
+from importlib.metadata import entry_points
 from multiprocessing import connection
 
 import schedule
+from gpiozero import Device
+from gpiozero.exc import GPIOZeroError
 
 from logging_setup import READING_ATTR, configure_process
 from sensors import registry
@@ -71,10 +74,11 @@ class Heartbeat:
     the worker as a Process argument (it pickles under every start method).
     Times are ``time.monotonic()`` (system-wide, so comparable across
     processes) except ``last_reading_time`` (``time.time()``). A read is in
-    progress while ``read_started > read_ended``. ``next_read`` is when the
-    worker plans its next read; the worker wakes at least that often, so a
-    ``tick`` far older than ``next_read`` means a stuck loop. Each field is
-    one double written without a lock: read each once and treat it as a hint.
+    progress while ``read_started > read_ended``. The loop ticks before each
+    read and again before it sleeps; ``next_read`` is when it will wake for
+    the next read, so a ``tick`` older than ``next_read`` plus a read's
+    duration means a stuck loop. Each field is one double written without a
+    lock: read each once and treat it as a hint.
     """
 
     FIELDS = ("tick", "read_started", "read_ended", "next_read", "last_value",
@@ -148,6 +152,8 @@ class ReadScheduler(schedule.Scheduler):
 
     def add(self, interval, job_func):
         """Run ``job_func`` now and then every ``interval`` seconds."""
+        if not interval > 0:
+            raise ValueError(f"interval must be greater than 0, not {interval!r}")
         job = self.every(interval).seconds.do(job_func)
         job.next_run = self.now()
         return job
@@ -322,9 +328,10 @@ class ReadJob:
 class StopWaiter:
     """Sleeps until a timeout, the stop pipe or the supervisor's death.
 
-    ``stop`` becomes readable on a message or on EOF (the supervisor closed
-    its end or died); the parent's sentinel covers a supervisor that died
-    while some other process still holds the pipe's write end.
+    ``stop`` becomes readable on a message or on EOF. EOF comes only when
+    every copy of the write end is closed, and a forked worker inherits one,
+    so under ``fork`` the supervisor must send a message; the parent's
+    sentinel covers a supervisor that died while a copy is still open.
     """
 
     def __init__(self, stop):
@@ -369,7 +376,6 @@ def open_pin_factory(name):
     first device is built."""
     if name is None:
         return None
-    from importlib.metadata import entry_points
     factories = {entry.name.lower(): entry
                  for entry in entry_points(group="gpiozero_pin_factories")}
     entry = factories.get(name.lower())
@@ -380,14 +386,18 @@ def open_pin_factory(name):
 
 
 def _close_pin_factory():
-    from gpiozero import Device
     factory, Device.pin_factory = Device.pin_factory, None
     if factory is not None:
         factory.close()
 
 
+_SELF_EXPLAINING_ERRORS = (OSError, registry.SensorTypeError, GPIOZeroError)
+"""Build errors whose message says it all (no such file, pin in use, bad
+pin): logged as one line. Any other error, such as a bug in a custom type,
+is logged with its traceback."""
+
+
 def _build(config, pin_factory_name):
-    from gpiozero import Device
     cls = registry.resolve(config.type)
     factory = None
     if registry.uses_gpio(cls):
@@ -397,9 +407,9 @@ def _build(config, pin_factory_name):
     return registry.build(config.type, config.options, pin_factory=factory)
 
 
-def _release(config, device):
+def _release(config, sensor):
     try:
-        device.close()
+        sensor.close()
     except Exception:
         log.error("sensor=%s close failed", config.name, exc_info=True)
     _close_pin_factory()
@@ -415,6 +425,9 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_process(sender, log_level)
+    # gpiozero reports its fallbacks (software PWM, pin factory) as warnings:
+    # send them to the log files rather than to stderr alone.
+    logging.captureWarnings(True)
     multiprocessing.current_process().name = f"sensor:{sensor.name}"
     # lgpio makes a notification FIFO in LG_WD (default: the working
     # directory, which a hardened service cannot write).
@@ -425,20 +438,25 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
 
 def _run(config, pin_factory_name, stop, heartbeat):
     try:
-        device = _build(config, pin_factory_name)
+        sensor = _build(config, pin_factory_name)
     except Exception as exc:
         log.error("sensor=%s cannot be built (type %s): %s: %s", config.name,
-                  config.type, type(exc).__name__, exc, exc_info=True)
+                  config.type, type(exc).__name__, exc,
+                  exc_info=not isinstance(exc, _SELF_EXPLAINING_ERRORS))
         _close_pin_factory()
         return WorkerExit.BUILD_FAILED
     log.info("sensor=%s started: type %s every %s s", config.name,
              config.type, config.interval)
     try:
-        status = serve(config, device, heartbeat, StopWaiter(stop))
+        status = serve(config, sensor, heartbeat, StopWaiter(stop))
     except Exception:
         log.critical("sensor=%s worker loop crashed", config.name, exc_info=True)
         status = WorkerExit.CRASHED
     finally:
-        _release(config, device)
-    log.info("sensor=%s stopped (%s)", config.name, status.name.lower())
+        _release(config, sensor)
+    if status is WorkerExit.STOPPED:
+        log.info("sensor=%s stopped", config.name)
+    else:
+        log.info("sensor=%s exits with status %d (%s)", config.name,
+                 status, status.name.lower())
     return status

@@ -94,7 +94,8 @@ def main():
         target=run_worker, name="sensor:door", args=(config,),
         kwargs={"pin_factory": "mock", "sender": transport.sender,
                 "stop": stop_reader, "heartbeat": heartbeat})
-    baseline = ctx.Process(target=article_poll, args=(ctx.Queue(),),
+    article_queue = ctx.Queue()  # kept alive: the child opens it by name
+    baseline = ctx.Process(target=article_poll, args=(article_queue,),
                            name="article-poll", daemon=True)
     worker.start()
     baseline.start()

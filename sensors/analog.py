@@ -30,12 +30,13 @@ class AnalogChannel(DeviceSensor):
                  differential: bool = False, device: int = 0,
                  scale: float = 1.0, offset: float = 0.0, unit: str = "",
                  pin_factory=None):
-        device_class = getattr(gpiozero, chip)
-        spi = {"differential": differential, "device": device,
-               "pin_factory": pin_factory}
+        if chip not in CHANNELS:
+            raise ValueError(f"unknown chip {chip!r} (one of {', '.join(CHANNELS)})")
+        spi = {"device": device, "pin_factory": pin_factory}
         if CHANNELS[chip] > 1:
-            spi["channel"] = channel
-        super().__init__(device_class(**spi))
+            # Single-channel chips are always differential and take neither.
+            spi.update(channel=channel, differential=differential)
+        super().__init__(getattr(gpiozero, chip)(**spi))
         self.scale = scale
         self.offset = offset
         self.unit = unit

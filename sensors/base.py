@@ -3,7 +3,7 @@
 import abc
 import math
 from dataclasses import dataclass, field
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, ClassVar, Mapping
 
 Problem = tuple[str, str]
@@ -23,17 +23,21 @@ class Reading:
 def as_reading(result, unit=""):
     """The Reading for what a ``read()`` returned: a Reading or a plain number.
 
-    A bool becomes 0 or 1. Anything else, and a value that is not a finite
-    number (None, NaN, infinity: what many drivers return for a failed read),
-    raises ValueError, so the worker counts it as a failed read.
+    The value becomes a plain int or float (a bool becomes 0 or 1). A value
+    that is not a finite number (None, NaN, infinity: what many drivers
+    return for a failed read) raises ValueError, so the worker counts it as
+    a failed read.
     """
     reading = result if isinstance(result, Reading) else Reading(result, unit)
     value = reading.value
-    if isinstance(value, bool):
-        return Reading(int(value), reading.unit, reading.extra)
     if not isinstance(value, Real) or not math.isfinite(value):
         raise ValueError(f"read() gave {value!r}, not a finite number")
-    return reading
+    # Plain int or float (not bool, not numpy's types), so the value prints
+    # and serialises the same whatever the driver returned.
+    plain = int(value) if isinstance(value, Integral) else float(value)
+    if type(plain) is type(value):
+        return reading
+    return Reading(plain, reading.unit, reading.extra)
 
 
 class Sensor(abc.ABC):

@@ -82,12 +82,17 @@ class SmoothedDigitalSensor(DigitalSensor):
 
 
 class ButtonInput(DigitalSensor):
-    """``type = "button"``: a push button or switch (pulled up by default)."""
+    """``type = "button"``: a push button or switch (pulled up by default).
+
+    Built on gpiozero's DigitalInputDevice, which is its Button without the
+    hold feature: Button's hold thread wakes ten times a second, forever,
+    for ``when_held`` events a sensor read on a schedule never uses.
+    """
 
     def __init__(self, pin: int | str, *, pull_up: bool | None = None,
                  active_state: bool | None = None,
                  bounce_time: float | None = None, pin_factory=None):
-        super().__init__(gpiozero.Button(
+        super().__init__(gpiozero.DigitalInputDevice(
             pin, pull_up=_pull(pull_up, active_state, True),
             active_state=active_state,
             bounce_time=bounce_time, pin_factory=pin_factory))

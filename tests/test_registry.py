@@ -1,8 +1,12 @@
 """The registry: names to classes, option checks, pins."""
 
+import math
+from fractions import Fraction
+
 import pytest
 
 from sensors import registry
+from sensors.base import Reading, as_reading
 from sensors.digital import ButtonInput
 from sensors.registry import SensorTypeError
 
@@ -93,3 +97,21 @@ def test_gpio_types_take_a_pin_factory_and_system_types_do_not_need_one():
     assert registry.uses_gpio(registry.resolve("button"))
     assert registry.uses_gpio(registry.resolve("analog"))
     assert not registry.uses_gpio(registry.resolve("cpu_temperature"))
+
+
+@pytest.mark.parametrize("result, expected", [
+    (True, Reading(1, "")),
+    (3, Reading(3, "")),
+    (Fraction(1, 4), Reading(0.25, "")),
+    (Reading(2.5, "V", {"raw": 7}), Reading(2.5, "V", {"raw": 7})),
+])
+def test_as_reading_makes_plain_numbers(result, expected):
+    reading = as_reading(result)
+    assert reading == expected
+    assert type(reading.value) is type(expected.value)
+
+
+@pytest.mark.parametrize("result", [None, math.nan, math.inf, "12", Reading(None)])
+def test_as_reading_refuses_what_is_not_a_finite_number(result):
+    with pytest.raises(ValueError, match="not a finite number"):
+        as_reading(result)

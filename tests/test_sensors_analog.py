@@ -4,6 +4,7 @@ import pytest
 from gpiozero.pins.mock import MockSPIDevice
 
 from sensors import registry
+from sensors.analog import CHANNELS
 from sensors.base import Reading
 
 
@@ -61,3 +62,17 @@ def test_unknown_chip_is_reported():
     problems = registry.check_options("analog", {"chip": "MCP9999"})
     assert len(problems) == 1 and problems[0][0] == "chip"
     assert "'MCP3008'" in problems[0][1]
+
+
+@pytest.mark.parametrize("chip", sorted(CHANNELS))
+def test_every_supported_chip_builds_on_its_last_channel(chip, mock_factory):
+    options = {"chip": chip, "channel": CHANNELS[chip] - 1}
+    assert registry.check_options("analog", options) == []
+    sensor = registry.build("analog", options, mock_factory)
+    sensor.close()
+    sensor.close()
+
+
+def test_an_unknown_chip_fails_to_build_with_a_clear_message(mock_factory):
+    with pytest.raises(ValueError, match="unknown chip 'MCP9999' \\(one of MCP3001,"):
+        registry.build("analog", {"chip": "MCP9999"}, mock_factory)

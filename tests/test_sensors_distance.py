@@ -26,9 +26,10 @@ def build(options, factory):
 
 
 def test_distance_is_half_the_echo_time_at_the_speed_of_sound(echo_of, mock_factory):
-    echo_of(0.004)
-    expected = 0.004 * SPEED_OF_SOUND / 2
-    with build({"echo": 20, "trigger": 21, "queue_len": 3}, mock_factory) as sensor:
+    echo_of(0.02)
+    expected = 0.02 * SPEED_OF_SOUND / 2
+    options = {"echo": 20, "trigger": 21, "max_distance": 5.0, "queue_len": 3}
+    with build(options, mock_factory) as sensor:
         reading = sensor.read()
     assert reading.unit == "m"
     # Mock echoes are timed by threads and sleeps: allow 15% either way.
