@@ -32,6 +32,10 @@ def describe_exit(exitcode):
     return f"exit status {exitcode}"
 
 
+ALIVE = (SensorState.STARTING, SensorState.RUNNING)
+"""The states in which the sensor's process runs and is expected to."""
+
+
 class ManagedSensor:
     """A sensor's worker process and what the supervisor knows about it.
 
@@ -78,7 +82,7 @@ class ManagedSensor:
             self.changed = True
 
     def attach(self, process, heartbeat, stop_sender):
-        """The worker has been started: STOPPED/BACKOFF/FAILED -> RUNNING."""
+        """The worker has been started: STOPPED/BACKOFF/FAILED -> STARTING."""
         now = self._now()
         if self.state in (SensorState.BACKOFF, SensorState.FAILED):
             self.restarts += 1
@@ -88,12 +92,18 @@ class ManagedSensor:
         self.next_start = self.next_retry_wall = None
         self.kill_at = None
         self.hung = False
-        self.change_state(SensorState.RUNNING)
+        self.change_state(SensorState.STARTING)
+
+    def check_started(self):
+        """STARTING -> RUNNING once the worker's loop has ticked: its sensor
+        is built and it reads on schedule."""
+        if self.state is SensorState.STARTING and self.heartbeat.tick:
+            self.change_state(SensorState.RUNNING)
 
     def exited(self):
         """The worker ended while it should run: plan its restart.
 
-        RUNNING -> BACKOFF normally; RUNNING -> FAILED when restarting it
+        STARTING/RUNNING -> BACKOFF normally; -> FAILED when restarting it
         again would make more than max_restarts restarts within
         restart_window.
         """
@@ -115,6 +125,16 @@ class ManagedSensor:
             self.delay = min(self.delay * 2, self.policy.backoff_max)
             self.change_state(SensorState.BACKOFF)
 
+    def cut_off(self):
+        """The worker was cut off from the supervisor (its fork server died)
+        and has been killed: STARTING/RUNNING -> BACKOFF, to start again at
+        once without a delay, since it did not fail itself."""
+        self.process.join()
+        self.last_exit = "cut off: the fork server died"
+        self._close_pipes()
+        self._plan_start(0.0)
+        self.change_state(SensorState.BACKOFF)
+
     def start_failed(self):
         """The process could not even be started: STOPPED/BACKOFF/FAILED ->
         BACKOFF, to try again like after an exit."""
@@ -128,14 +148,15 @@ class ManagedSensor:
         self.next_retry_wall = time.time() + delay
 
     def request_stop(self):
-        """Ask the worker to stop: RUNNING -> STOPPING; BACKOFF/FAILED -> STOPPED."""
-        if self.state is SensorState.RUNNING:
+        """Ask the worker to stop: STARTING/RUNNING -> STOPPING;
+        BACKOFF/FAILED -> STOPPED."""
+        if self.state in ALIVE:
             try:
                 self.stop_sender.send_bytes(b"stop")
             except OSError:
                 pass
             self.change_state(SensorState.STOPPING)
-        elif self.state in (SensorState.BACKOFF, SensorState.FAILED, SensorState.STARTING):
+        elif self.state in (SensorState.BACKOFF, SensorState.FAILED):
             self.next_start = self.next_retry_wall = None
             self.change_state(SensorState.STOPPED)
 
@@ -166,7 +187,7 @@ class ManagedSensor:
         return beat.tick + self.sensor.interval + self.sensor.read_timeout + 1.0
 
     def check_hung(self):
-        """RUNNING and overdue: SIGTERM now, SIGKILL after a grace period."""
+        """Alive and overdue: SIGTERM now, SIGKILL after a grace period."""
         now = self._now()
         if self.kill_at is not None:
             if now >= self.kill_at:
@@ -191,7 +212,7 @@ class ManagedSensor:
         """The next moment this sensor needs the supervisor's attention."""
         if self.state in (SensorState.BACKOFF, SensorState.FAILED):
             return self.next_start
-        if self.state is SensorState.RUNNING:
+        if self.state in ALIVE:
             if self.kill_at is not None:
                 return self.kill_at
             if self.heartbeat.tick == 0:
@@ -208,7 +229,7 @@ class ManagedSensor:
         return {
             "name": self.name,
             "type": self.sensor.type,
-            "pid": self.pid if self.state in (SensorState.RUNNING, SensorState.STOPPING) else None,
+            "pid": self.pid if self.state in (*ALIVE, SensorState.STOPPING) else None,
             "state": self.state.value,
             "restarts": self.restarts,
             "last_exit": self.last_exit,

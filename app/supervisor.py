@@ -10,10 +10,12 @@ blocks on the children's sentinels, a signal wake-up socket and the next
 timer, so an idle tree does not wake on a fixed short period.
 """
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import socket
 import sys
@@ -22,7 +24,7 @@ from multiprocessing import connection, forkserver, resource_tracker
 
 from app.config import ConfigError, load_config
 from app.notify import Notifier
-from app.process import ManagedSensor, describe_exit
+from app.process import ALIVE, ManagedSensor, describe_exit
 from app.statefile import write_state
 from app.states import SensorState
 from app.worker import Heartbeat, run_worker
@@ -56,6 +58,49 @@ STATE_REFRESH = 15.0
 """Seconds between state-file refreshes of the sensors' last readings."""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+TREE_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What a terminal or ``systemctl kill`` sends to the whole process group.
+Children ignore them; the supervisor acts on them."""
+
+FORKSERVER_LOST_EXIT = 255
+"""The exit code multiprocessing reports for every child of a fork server
+that died, whether or not the child still runs."""
+
+CUT_OFF_KILL_TIMEOUT = 5.0
+"""Seconds to wait for a cut-off child to be gone after SIGKILL."""
+
+
+@contextlib.contextmanager
+def tree_signals_blocked():
+    """Block TREE_SIGNALS while a child starts. The child inherits the mask,
+    ignores those signals and then unblocks them, so a Ctrl-C or a group
+    SIGHUP in the middle of its start-up cannot kill it; the supervisor gets
+    its own copy when the mask is restored."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, TREE_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def kill_cut_off_child(process):
+    """Whether ``process`` still ran although multiprocessing says it ended
+    (its fork server died); if so it is killed and gone when this returns,
+    so that its pins are free for the next one."""
+    if process.exitcode != FORKSERVER_LOST_EXIT:
+        return False
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except ProcessLookupError:
+        return False
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        select.select([pidfd], [], [], CUT_OFF_KILL_TIMEOUT)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+    return True
 
 
 def run_service(config):
@@ -80,6 +125,8 @@ class Supervisor:
         self.listener_next_start = None
         self.listener_changed = True
         self.listener_last_exit = None
+        self.logging_fallback = None
+        self.listener_reverted = False
         self.started_wall = time.time()
         self.phase = "starting"
         self.pending_signals = []
@@ -155,7 +202,7 @@ class Supervisor:
         self._previous_wakeup_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
         self._previous_handlers = {
             signum: signal.signal(signum, self._record_signal)
-            for signum in (*STOP_SIGNALS, signal.SIGHUP)
+            for signum in TREE_SIGNALS
         }
 
     def _record_signal(self, signum, frame):
@@ -204,7 +251,8 @@ class Supervisor:
         )
         restarting = managed.state in (SensorState.BACKOFF, SensorState.FAILED)
         try:
-            process.start()
+            with tree_signals_blocked():
+                process.start()
         except OSError as error:
             stop_receiver.close()
             stop_sender.close()
@@ -222,7 +270,12 @@ class Supervisor:
         if self.listener is not None and not self.listener.is_alive():
             self._listener_died()
         for managed in self.sensors.values():
-            if managed.state is SensorState.RUNNING and not managed.process.is_alive():
+            if managed.state in ALIVE and not managed.process.is_alive():
+                if kill_cut_off_child(managed.process):
+                    managed.cut_off()
+                    logger.error("sensor %s: the fork server died; pid %d was cut off, killed, and starts again",
+                                 managed.name, managed.pid)
+                    continue
                 managed.exited()
                 self._log_exit(managed)
 
@@ -249,7 +302,7 @@ class Supervisor:
             remaining = deadline - self._now()
             if remaining <= 0:
                 break
-            connection.wait([m.process.sentinel for m in stopping], remaining)
+            self._wait_feeding_watchdog([m.process.sentinel for m in stopping], remaining)
             for managed in [m for m in stopping if not m.process.is_alive()]:
                 managed.stopped()
                 stopping.remove(managed)
@@ -270,23 +323,31 @@ class Supervisor:
             args=(self.transport.receiver, self.config.logging),
             daemon=True,
         )
-        self.listener.start()
+        with tree_signals_blocked():
+            self.listener.start()
         self.listener_started_at = self._now()
         self.listener_next_start = None
         self.listener_changed = True
 
     def _listener_died(self):
         self.listener.join()
-        how = describe_exit(self.listener.exitcode)
         pid = self.listener.pid
+        if kill_cut_off_child(self.listener):
+            how = "a cut-off (the fork server died)"
+        else:
+            how = describe_exit(self.listener.exitcode)
         self.listener_last_exit = (pid, how)
         self.listener = None
         self.listener_restarts += 1
         self.listener_changed = True
-        if self._now() - self.listener_started_at < LISTENER_QUICK_DEATH:
+        quick = self._now() - self.listener_started_at < LISTENER_QUICK_DEATH
+        if quick and self.logging_fallback is not None:
+            self._fall_back_to_previous_logging()
+        elif quick:
             self.listener_delay = min(max(2 * self.listener_delay, 0.5), self.config.supervisor.backoff_max)
         else:
             self.listener_delay = 0.0
+            self.logging_fallback = None
         print(
             f"edgesense: log listener (pid {pid}) ended with {how}; "
             f"restarting it on the same socket in {self.listener_delay:.1f} s",
@@ -296,6 +357,18 @@ class Supervisor:
         if self.listener_delay == 0:
             self._restart_listener()
 
+    def _fall_back_to_previous_logging(self):
+        """A listener that dies at once after a reload changed [logging]
+        cannot use the new settings: go back to the ones that worked."""
+        print(
+            "edgesense: the reloaded [logging] settings do not work; going back to the previous ones",
+            file=sys.stderr, flush=True,
+        )
+        self.config = dataclasses.replace(self.config, logging=self.logging_fallback)
+        self.logging_fallback = None
+        self.listener_delay = 0.0
+        self.listener_reverted = True
+
     def _restart_listener(self):
         pid, how = self.listener_last_exit
         self._start_listener()
@@ -303,6 +376,9 @@ class Supervisor:
             "log listener (pid %d) ended with %s; restarted as pid %d (restart %d)",
             pid, how, self.listener.pid, self.listener_restarts,
         )
+        if self.listener_reverted:
+            logger.error("the reloaded [logging] settings do not work; the previous ones are back in force")
+            self.listener_reverted = False
 
     def _stop_listener(self):
         """Send the stop sentinel after everything else, and wait while the
@@ -310,14 +386,14 @@ class Supervisor:
         if self.listener is None or not self.listener.is_alive():
             self._start_listener()
         self.transport.sender.send_stop()
-        self.listener.join(LISTENER_DRAIN_TIMEOUT)
+        self._wait_feeding_watchdog([self.listener.sentinel], LISTENER_DRAIN_TIMEOUT)
         if self.listener.is_alive():
             print(
                 f"edgesense: log listener did not finish within {LISTENER_DRAIN_TIMEOUT:.0f} s; killing it",
                 file=sys.stderr, flush=True,
             )
             self.listener.kill()
-            self.listener.join()
+        self.listener.join()
         self.listener = None
         self.listener_changed = True
 
@@ -327,7 +403,7 @@ class Supervisor:
         waitables = [self._wakeup[0]]
         if self.listener is not None:
             waitables.append(self.listener.sentinel)
-        waitables.extend(m.sentinel for m in self.sensors.values() if m.state is SensorState.RUNNING)
+        waitables.extend(m.sentinel for m in self.sensors.values() if m.state in ALIVE)
         return waitables
 
     def _deadlines(self):
@@ -347,19 +423,42 @@ class Supervisor:
         now = self._now()
         if self.listener_next_start is not None and now >= self.listener_next_start and self.listener is None:
             self._restart_listener()
-        if self.next_watchdog is not None and now >= self.next_watchdog:
-            self.notifier.watchdog()
-            self.next_watchdog = now + self.notifier.watchdog_interval
+        self._feed_watchdog()
         for managed in self.sensors.values():
             if managed.state in (SensorState.BACKOFF, SensorState.FAILED) and now >= managed.next_start:
                 self._start_worker(managed)
-            elif managed.state is SensorState.RUNNING:
+            elif managed.state in ALIVE:
+                managed.check_started()
                 managed.check_hung()
+
+    def _feed_watchdog(self):
+        now = self._now()
+        if self.next_watchdog is not None and now >= self.next_watchdog:
+            self.notifier.watchdog()
+            self.next_watchdog = now + self.notifier.watchdog_interval
+
+    def _wait_feeding_watchdog(self, handles, timeout):
+        """connection.wait for up to ``timeout`` seconds that keeps systemd's
+        watchdog fed meanwhile, for the waits of a stop or a reload."""
+        deadline = self._now() + timeout
+        while True:
+            self._feed_watchdog()
+            remaining = deadline - self._now()
+            if remaining <= 0:
+                return []
+            if self.next_watchdog is not None:
+                remaining = min(remaining, max(0.0, self.next_watchdog - self._now()))
+            ready = connection.wait(handles, remaining)
+            if ready:
+                return ready
 
     # -- reload -----------------------------------------------------------
 
     def _reload(self):
         path = self.config.path
+        if path is None:
+            logger.warning("SIGHUP: nothing to reload, this is the built-in demo (no config file)")
+            return
         self.notifier.reloading()
         logger.info("SIGHUP: reloading %s", path)
         try:
@@ -368,29 +467,32 @@ class Supervisor:
             logger.error("reload failed; the running configuration stays in force:")
             for line in error.errors:
                 logger.error("  %s", line)
-            self.notifier.ready()
-            return
-        self._apply(new)
+        except Exception:
+            logger.exception("reload of %s failed; the running configuration stays in force", path)
+        else:
+            self._apply(new)
         self.notifier.ready()
         self._publish(force=True)
 
     def _apply(self, new):
+        """Start added sensors, stop removed ones, restart changed ones and
+        leave the others running. A new log level reaches every process, so
+        it restarts every sensor."""
         old = self.config
         if new.supervisor.start_method != old.supervisor.start_method:
             logger.warning("start_method changes take effect when edgesense restarts")
         new_sensors = {s.name: s for s in new.sensors}
-        gpio_changed = new.gpio != old.gpio
+        everything_changed = new.gpio != old.gpio or new.logging.level != old.logging.level
         removed = [m for name, m in self.sensors.items() if name not in new_sensors]
         changed = [
             m for name, m in self.sensors.items()
-            if name in new_sensors and (new_sensors[name] != m.sensor or gpio_changed)
+            if name in new_sensors and (new_sensors[name] != m.sensor or everything_changed)
         ]
         added = [name for name in new_sensors if name not in self.sensors]
         self._stop_workers(removed + changed)
         self.config = _keep_start_method(new, old)
         if new.logging != old.logging:
-            self._stop_listener()
-            self._start_listener()
+            self._switch_logging(old.logging)
         for managed in removed:
             del self.sensors[managed.name]
         for managed in self.sensors.values():
@@ -406,6 +508,14 @@ class Supervisor:
             _names(added), _names(m.name for m in removed), _names(m.name for m in changed),
             len(self.sensors) - len(added) - len(changed),
         )
+
+    def _switch_logging(self, previous):
+        """A new listener for new [logging] settings; the previous settings
+        come back if it cannot even start with them."""
+        self._stop_listener()
+        self.logging_fallback = previous
+        configure_process(self.transport.sender, self.config.logging.level)
+        self._start_listener()
 
     # -- what the outside sees -------------------------------------------
 

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import threading
 import time
 from importlib.metadata import entry_points
 from multiprocessing import connection
@@ -47,6 +48,17 @@ class WorkerExit(enum.IntEnum):
     CRASHED = 1        # a bug in the loop itself (logged with its traceback)
     BUILD_FAILED = 3   # the sensor could not be built (options, pin, device)
     READ_FAILURES = 4  # max_failures reads failed in a row
+    ORPHANED = 5       # the supervisor died while a read did not return
+
+
+TREE_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals a terminal or ``systemctl kill`` sends to the whole process
+group. The supervisor orders every stop and reload, so a worker ignores
+them."""
+
+ORPHAN_GRACE = 2.0
+"""Seconds the loop has to end on its own after the supervisor died before
+the orphan watch ends the process."""
 
 
 class _Slot:
@@ -415,6 +427,33 @@ def _release(config, sensor):
     _close_pin_factory()
 
 
+def _ignore_tree_signals():
+    """Ignore TREE_SIGNALS, then unblock them: the supervisor starts every
+    child with them blocked, so none arrives before it is ignored."""
+    for signum in TREE_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, TREE_SIGNALS)
+
+
+def _exit_when_orphaned():
+    """End the process soon after the supervisor dies, even while a read
+    never returns: the loop only sees the supervisor's death between reads,
+    and an orphan that ignores SIGTERM would hold its pins for good. Exiting
+    closes the process's GPIO lines, which releases the pins."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        connection.wait([parent.sentinel])
+        time.sleep(ORPHAN_GRACE)
+        log.error("sensor process %d: the supervisor is gone and the read does not return; exiting",
+                  os.getpid())
+        os._exit(WorkerExit.ORPHANED)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"):
     """Process target for ``sensor:<name>``; exits with a WorkerExit status.
 
@@ -422,9 +461,9 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
     None; ``sender`` the LogSender; ``stop`` the read end of a
     ``ctx.Pipe(duplex=False)``; ``heartbeat`` a Heartbeat.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _ignore_tree_signals()
     configure_process(sender, log_level)
+    _exit_when_orphaned()
     # gpiozero reports its fallbacks (software PWM, pin factory) as warnings:
     # send them to the log files rather than to stderr alone.
     logging.captureWarnings(True)

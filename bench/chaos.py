@@ -31,6 +31,13 @@ interval = 0.1
     for n in range(4)
 )
 
+CHAOS_POLICY = """
+backoff_initial = 0.2
+backoff_max = 2
+max_restarts = 1000
+"""
+"""Short delays and no failed state: the chaos is the point, not the backoff."""
+
 
 def incarnations(values):
     """Split a Counter's readings where it starts again from 0."""
@@ -57,7 +64,7 @@ def main():
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as directory:
-        tree = RunningTree(directory, args.start_method, SENSORS, "backoff_initial = 0.2\nmax_restarts = 1000\n")
+        tree = RunningTree(directory, args.start_method, SENSORS, CHAOS_POLICY)
         tree.start()
         try:
             names = [f"steady{n}" for n in range(4)]

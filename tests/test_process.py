@@ -70,7 +70,10 @@ def managed(clock):
 
 
 def start(managed, pid):
+    """Start a worker and let its loop tick once."""
     managed.attach(DummyProcess(pid), DummyHeartbeat(), DummyPipe())
+    managed.heartbeat.tick = managed._now()
+    managed.check_started()
 
 
 def crash(managed, clock, after, code=1):
@@ -80,10 +83,31 @@ def crash(managed, clock, after, code=1):
     return managed.next_start - clock.now
 
 
-def test_stopped_to_running_on_start(managed):
-    start(managed, 10)
+def test_stopped_to_starting_to_running_on_the_first_tick(managed, clock):
+    managed.attach(DummyProcess(10), DummyHeartbeat(), DummyPipe())
+    assert managed.state is SensorState.STARTING
+    assert managed.summary()["pid"] == 10
+    managed.check_started()
+    assert managed.state is SensorState.STARTING
+    managed.heartbeat.tick = clock.now
+    managed.check_started()
     assert managed.state is SensorState.RUNNING
     assert managed.restarts == 0
+
+
+def test_starting_is_watched_until_the_first_tick(managed, clock):
+    managed.attach(DummyProcess(10), DummyHeartbeat(), DummyPipe())
+    assert managed.next_deadline() == clock.now + 0.5
+
+
+def test_cut_off_restarts_at_once_without_backoff(managed, clock):
+    start(managed, 10)
+    managed.process.exitcode = 255
+    managed.cut_off()
+    assert managed.state is SensorState.BACKOFF
+    assert managed.next_start == clock.now
+    assert managed.delay == POLICY.backoff_initial
+    assert managed.last_exit == "cut off: the fork server died"
 
 
 def test_running_to_backoff_with_doubling_delays_capped(managed, clock):

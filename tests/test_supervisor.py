@@ -5,7 +5,10 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -189,9 +192,16 @@ def test_stop_during_a_burst_keeps_every_record_once(make_tree, how):
 
 
 def test_sigkill_supervisor_takes_the_whole_tree_down(make_tree):
-    tree = make_tree(COUNTERS).start()
-    tree.wait_running("alpha", "beta")
-    assert len(tree.leftovers()) >= 4
+    tree = make_tree(COUNTERS + """
+[[sensor]]
+name = "stuck"
+type = "sensorkit:Hang"
+interval = 0.1
+good_reads = 0
+read_timeout = 60
+""").start()
+    tree.wait_running("alpha", "beta", "stuck")
+    assert len(tree.leftovers()) >= 5
     tree.process.kill()
     tree.process.wait(5)
     wait_for(lambda: tree.leftovers() == [], 10, what="every process of the tree gone")
@@ -367,3 +377,100 @@ def test_readings_survive_rotation_and_compression(make_tree):
     values = [r["value"] for r in tree.readings("steady")]
     assert values == list(range(len(values)))
     assert len(tree.log_lines("reading sensor=steady")) == len(values)
+
+
+def test_sighup_to_the_whole_group_reloads_and_kills_nothing(make_tree):
+    tree = make_tree(COUNTERS).start()
+    alpha, beta = tree.wait_running("alpha", "beta")
+    listener = tree.state()["listener"]["pid"]
+    before = set(tree.leftovers())
+    tree.signal_group(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reloaded: added none; removed none; restarted none; unchanged 2"), 10,
+             what="reload line")
+    assert set(tree.leftovers()) == before
+    assert tree.state()["listener"] == {"pid": listener, "restarts": 0}
+    assert [s["pid"] for s in tree.state()["sensors"]] == [alpha["pid"], beta["pid"]]
+    assert tree.log_lines("ended with") == []
+
+
+def test_reload_with_unusable_logging_goes_back_to_the_working_settings(make_tree):
+    tree = make_tree(COUNTERS).start()
+    tree.wait_running("alpha", "beta")
+    text = tree.config_path.read_text()
+    tree.config_path.write_text(text.replace('dir = "logs"', 'dir = "/proc/edgesense-cannot-be-here"')
+                                .replace(f'start_method = "{tree.start_method}"',
+                                         f'start_method = "{tree.start_method}"\nstate_file = "logs/edgesense.state.json"'))
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("the reloaded [logging] settings do not work"), 15, what="fallback")
+    count = len(tree.readings("alpha"))
+    tree.wait_readings("alpha", count + 3)
+    assert "the reloaded [logging] settings do not work" in tree.stderr_text()
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    assert tree.log_lines()[-1].endswith("edgesense stopped")
+
+
+def test_a_new_log_level_reaches_every_sensor(make_tree):
+    tree = make_tree(COUNTERS).start()
+    alpha, beta = tree.wait_running("alpha", "beta")
+    tree.config_path.write_text(tree.config_path.read_text().replace('dir = "logs"', 'dir = "logs"\nlevel = "DEBUG"'))
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reloaded: added none; removed none; restarted alpha, beta; unchanged 0"), 15,
+             what="reload line")
+    wait_for(lambda: {s["pid"] for s in tree.state()["sensors"]}.isdisjoint({alpha["pid"], beta["pid"]}), 10,
+             what="new pids in the state file")
+    tree.wait_running("alpha", "beta")
+
+
+def forkserver_pid(supervisor_pid):
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+            except OSError:
+                continue
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])
+            if parent == supervisor_pid and b"forkserver" in cmdline:
+                return int(entry)
+    return None
+
+
+def test_a_dead_fork_server_cuts_off_its_children_which_are_killed_and_restarted(tmp_path):
+    tree = RunningTree(tmp_path, "forkserver", COUNTERS)
+    try:
+        tree.start()
+        alpha, beta = tree.wait_running("alpha", "beta")
+        listener = tree.state()["listener"]["pid"]
+        os.kill(forkserver_pid(tree.pid), signal.SIGKILL)
+        wait_for(lambda: all(s["pid"] not in (None, alpha["pid"], beta["pid"]) and s["state"] == "running"
+                             for s in tree.state()["sensors"]), 15, what="sensors started again")
+        for pid in (alpha["pid"], beta["pid"], listener):
+            assert pid not in tree.leftovers()
+        assert {s["last_exit"] for s in tree.state()["sensors"]} == {"cut off: the fork server died"}
+        tree.wait_readings("alpha", len(tree.readings("alpha")) + 2)
+        assert tree.log_lines("ended with exit status 255") == []
+        tree.signal(signal.SIGTERM)
+        assert tree.wait_exit() == 0
+        assert tree.leftovers() == []
+    finally:
+        tree.close()
+
+
+def test_sighup_to_the_demo_changes_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "EDGESENSE_CONFIG"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen([sys.executable, "-m", "app", "run"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "edgesense-logs" / "edgesense.log"
+    try:
+        wait_for(lambda: log.exists() and "reading sensor=" in log.read_text(), 20, what="demo readings")
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "nothing to reload, this is the built-in demo" in log.read_text(), 10, what="warning")
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
