@@ -8,13 +8,13 @@
 #   src/               a checkout, built on the Pi (needs the network)
 #   config.toml        optional: your config (else the example config)
 #
-# `firstboot.sh --arm` (one line added to the Imager's first-run script, or to
-# cloud-init's runcmd) installs edgesense-firstboot.service into the root file
-# system and enables it. At the next boot that unit runs `firstboot.sh`, which
-# runs install.sh, writes its output to edgesense/firstboot.log on the boot
-# partition, and on success disables the unit and renames itself to
-# firstboot.sh.done, so it never runs again. On failure it stays armed and tries
-# again at the next boot. README.md "Operating a device" walks through it.
+# `firstboot.sh --arm` (one line added to the Imager's first-run script;
+# `--arm --now` from cloud-init's runcmd) installs edgesense-firstboot.service
+# into the root file system and enables it. At the next boot (or now) that unit
+# runs `firstboot.sh`, which runs install.sh, writes its output to
+# edgesense/firstboot.log on the boot partition, and on success disables the
+# unit and renames itself to firstboot.sh.done, so it never runs again. On
+# failure it stays armed and tries again at the next boot. README.md "Operating a device" walks through it.
 set -eu
 
 PROG=firstboot.sh
@@ -24,9 +24,10 @@ WANTS_DIR=$UNIT_DIR/multi-user.target.wants
 
 usage() {
     cat <<EOF
-Usage: sh $PROG [--root DIR] [--arm]
+Usage: sh $PROG [--root DIR] [--arm [--now]]
 
   --arm       install and enable $UNIT, which runs this script at the next boot
+  --now       with --arm: start it now too (from cloud-init's runcmd)
   (no option) install edgesense from the folder holding this script, then
               disarm: disable $UNIT and rename this script to $PROG.done
   --root DIR  work on the root file system mounted at DIR (nothing started)
@@ -38,10 +39,12 @@ die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 
 ROOT=
 ACTION=install
+NOW=no
 while [ $# -gt 0 ]; do
     case $1 in
         --root) [ $# -ge 2 ] || { usage >&2; exit 2; }; ROOT=$2; shift 2 ;;
         --arm) ACTION=arm; shift ;;
+        --now) NOW=yes; shift ;;
         -h|--help) usage; exit 0 ;;
         *) printf '%s: unknown option: %s (see --help)\n' "$PROG" "$1" >&2; exit 2 ;;
     esac
@@ -51,6 +54,7 @@ PAYLOAD=$(cd "$(dirname "$0")" && pwd)
 R=
 if [ -n "$ROOT" ]; then
     R=$(cd "$ROOT" && pwd) || die "--root $ROOT: no such folder"
+    [ "$NOW" = no ] || die "--now starts a unit: not with --root"
 fi
 
 # Written from outside systemd (the Imager's script runs before it is fully up),
@@ -61,6 +65,11 @@ arm() {
     chmod 0644 "$R$UNIT_DIR/$UNIT"
     ln -sfn "$UNIT_DIR/$UNIT" "$R$WANTS_DIR/$UNIT"
     say "armed: $UNIT runs $PAYLOAD/$PROG at the next boot"
+    if [ "$NOW" = yes ]; then
+        systemctl daemon-reload
+        systemctl start --no-block "$UNIT"
+        say "started $UNIT (journalctl -u ${UNIT%.service} -f)"
+    fi
 }
 
 disarm() {
@@ -84,6 +93,9 @@ install_options() {
     fi
     if [ -n "$R" ]; then
         printf '%s\n' --root "$R"
+    elif first_user=$(getent passwd 1000 | cut -d: -f1) && [ -n "$first_user" ]; then
+        # The Imager's user, so that `edgesense logs` works over SSH.
+        printf '%s\n' --operator "$first_user"
     fi
 }
 

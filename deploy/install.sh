@@ -83,8 +83,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-absolute() { (cd "$(dirname "$1")" && printf '%s/%s\n' "$(pwd)" "$(basename "$1")"); }
-
 if [ -n "$ROOT" ]; then
     mkdir -p "$ROOT"
     R=$(cd "$ROOT" && pwd)
@@ -111,8 +109,12 @@ check_python() {
 # apt: PyPI's lgpio has wheels for a few Python versions only and otherwise
 # builds from source (swig, a compiler and liblgpio-dev). Packages pip installs
 # into the venv (gpiozero, schedule) still come first on sys.path.
+# A venv is tied to its Python's minor version: after an OS upgrade (Bookworm's
+# 3.11 to Trixie's 3.13) it is made anew.
 make_venv() {
-    if [ -x "$R$VENV/bin/python" ] && "$R$VENV/bin/python" -c '' 2>/dev/null; then
+    version='import sys; print(*sys.version_info[:2])'
+    if [ -x "$R$VENV/bin/python" ] \
+        && [ "$("$R$VENV/bin/python" -c "$version" 2>/dev/null)" = "$("$PYTHON" -c "$version")" ]; then
         say "venv: kept $R$VENV"
         return
     fi
@@ -145,11 +147,17 @@ print(digest.hexdigest())
 EOF
 }
 
+# pip builds a folder in place, and setuptools keeps what it built in build/
+# there: a module deleted since would come back from it. So the wheel is built
+# from a copy, without build/, *.egg-info, .git and venvs.
 build_wheel() {
     src=${SOURCE:-$(dirname "$HERE")}
     say "package: building a wheel from $src" >&2
+    mkdir "$WORK/src"
+    tar -C "$src" -cf - --exclude=./.git --exclude=./build --exclude='./*.egg-info' \
+        --exclude=./.venv --exclude=./venv --exclude=__pycache__ . | tar -C "$WORK/src" -xf -
     # shellcheck disable=SC2046
-    pip wheel --quiet --no-deps $(pip_source_options) --wheel-dir "$WORK" "$src" >&2 \
+    pip wheel --quiet --no-deps $(pip_source_options) --wheel-dir "$WORK" "$WORK/src" >&2 \
         || die "could not build the package from $src"
     set -- "$WORK"/edgesense-*.whl
     [ -f "$1" ] || die "building $src gave no edgesense wheel"
@@ -284,15 +292,20 @@ start_service() {
         exit 1
     fi
     if systemctl is-active --quiet "$UNIT"; then
-        if [ "$CHANGED" = yes ]; then
-            say "service: restarting"
-            systemctl restart "$UNIT"
-        else
+        if [ "$CHANGED" = no ]; then
             say "service: running, unchanged"
+            return
         fi
+        say "service: restarting"
+        verb=restart
     else
         say "service: starting"
-        systemctl start "$UNIT"
+        verb=start
+    fi
+    # Type=notify: this waits for the supervisor's READY=1, or its failure.
+    if ! systemctl "$verb" "$UNIT"; then
+        journalctl --unit "$UNIT" --lines 20 --no-pager || true
+        die "the service did not start (its last journal lines are above; systemctl status edgesense)"
     fi
 }
 

@@ -3,19 +3,28 @@
 install.sh runs with --root into a temporary folder: it creates a real venv
 (from /usr/bin/python3, as on a Pi) and installs real wheels into it, offline,
 from a wheelhouse built once per session with `pip wheel` (which reuses pip's
-cache). Nothing on this machine outside tmp_path is touched.
+cache). Nothing on this machine outside the tests' temporary folders is
+touched: what must look like the real system runs in a private mount namespace.
 """
 
+import ctypes.util
 import hashlib
+import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from app.config import SupervisorSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -34,17 +43,9 @@ LOG_DIR = Path("var/log/edgesense")
 STATE_DIR = Path("var/lib/edgesense")
 WANTS_FIRSTBOOT = Path("etc/systemd/system/multi-user.target.wants/edgesense-firstboot.service")
 
-# What the CLI's example config holds on the two lines install.sh rewrites;
-# used until app/config.example.toml lands.
-STAND_IN_CONFIG = """\
-[logging]
-dir = "edgesense-logs"
-level = "INFO"
-
-[supervisor]
-# state_file = "edgesense-logs/edgesense.state.json"
-"""
 PACKAGED_EXAMPLE = ROOT / "app" / "config.example.toml"
+# Left in a checkout by earlier builds and runs: never part of a wheel.
+BUILD_LEFTOVERS = (".git", "build", "*.egg-info", ".venv", "__pycache__", ".pytest_cache", "edgesense-logs")
 
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
@@ -94,8 +95,10 @@ def tree(root):
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory):
     """edgesense's wheel (from this checkout) and its dependencies' wheels."""
+    source = tmp_path_factory.mktemp("source") / "edgesense"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
     folder = tmp_path_factory.mktemp("wheels")
-    ok(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", folder, ROOT], timeout=110))
+    ok(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", folder, source], timeout=110))
     return folder
 
 
@@ -105,32 +108,32 @@ def wheel(wheelhouse):
     return found
 
 
-@pytest.fixture(scope="session")
-def config_options(tmp_path_factory):
-    """install.sh's default (the packaged example) once it exists; a stand-in before."""
-    if PACKAGED_EXAMPLE.exists():
-        return []
-    stand_in = tmp_path_factory.mktemp("config") / "config.toml"
-    stand_in.write_text(STAND_IN_CONFIG)
-    return ["--config", stand_in]
+def install_offline(root, wheel, wheelhouse):
+    return ok(install(root, "--wheel", wheel, "--wheelhouse", wheelhouse))
 
 
-def install_offline(root, wheel, wheelhouse, config_options):
-    return ok(install(root, "--wheel", wheel, "--wheelhouse", wheelhouse, *config_options))
+def open_folder():
+    """A temporary folder any user may traverse (pytest's are root's alone), so
+    that the service can run from it as an unprivileged user."""
+    folder = Path(tempfile.mkdtemp(prefix="edgesense-deploy-"))
+    folder.chmod(0o755)
+    return folder
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory, wheel, wheelhouse, config_options):
+def installed(wheel, wheelhouse):
     """A root laid out by one `install.sh --root`; tests here only read it."""
-    root = tmp_path_factory.mktemp("root")
-    install_offline(root, wheel, wheelhouse, config_options)
-    return root
+    folder = open_folder()
+    root = folder / "root"
+    install_offline(root, wheel, wheelhouse)
+    yield root
+    shutil.rmtree(folder)
 
 
 @pytest.fixture
-def fresh_install(tmp_path, wheel, wheelhouse, config_options):
+def fresh_install(tmp_path, wheel, wheelhouse):
     root = tmp_path / "root"
-    install_offline(root, wheel, wheelhouse, config_options)
+    install_offline(root, wheel, wheelhouse)
     return root
 
 
@@ -138,7 +141,7 @@ def fresh_install(tmp_path, wheel, wheelhouse, config_options):
 
 
 @needs_systemd_analyze
-def test_unit_passes_systemd_analyze_verify(installed, tmp_path):
+def test_unit_passes_systemd_analyze_verify(installed):
     """verify resolves ExecStart= and the default dependencies under --root;
     the root gets this machine's targets and kill(1), the rest is the install."""
     units = installed / "usr/lib/systemd/system"
@@ -192,8 +195,9 @@ def test_unit_lets_the_supervisor_order_the_stop():
     assert settings["Type"] == ["notify"]
     assert settings["NotifyAccess"] == ["main"]
     assert settings["KillMode"] == ["mixed"]
-    timeout = int(settings["TimeoutStopSec"][0].removesuffix("s"))
-    assert timeout > 5 * 2, "above the supervisor's stop_timeout (5 s) plus the kill and the drain"
+    stop_timeout = int(settings["TimeoutStopSec"][0].removesuffix("s"))
+    # the workers' stop_timeout, then their kill, the supervisor's last line and the drain
+    assert stop_timeout >= 4 * SupervisorSettings().stop_timeout
     assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert settings["ExecStart"] == ["/opt/edgesense/venv/bin/edgesense run --config /etc/edgesense/config.toml"]
 
@@ -232,10 +236,10 @@ def test_install_lays_out_venv_config_unit_and_user(installed):
     assert not (installed / "etc/passwd").exists()
 
 
-def test_second_install_changes_nothing(installed, wheel, wheelhouse, config_options):
+def test_second_install_changes_nothing(installed, wheel, wheelhouse):
     before = tree(installed)
 
-    result = install_offline(installed, wheel, wheelhouse, config_options)
+    result = install_offline(installed, wheel, wheelhouse)
 
     assert tree(installed) == before
     assert "package: kept" in result.stdout
@@ -254,7 +258,6 @@ def test_installed_edgesense_checks_the_installed_config(installed):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not PACKAGED_EXAMPLE.exists(), reason="app/config.example.toml has not landed yet (CLI issue 5)")
 def test_default_config_is_the_packaged_example_with_service_paths(installed):
     example = PACKAGED_EXAMPLE.read_text().splitlines()
     written = (installed / CONFIG).read_text().splitlines()
@@ -273,6 +276,22 @@ def test_install_keeps_an_existing_config(installed, wheel, wheelhouse, tmp_path
 
     assert (installed / CONFIG).read_text() == edited
     assert "config: kept" in result.stdout
+
+
+def test_a_venv_of_another_python_version_is_made_anew(fresh_install, wheel, wheelhouse):
+    """After an OS upgrade the venv's python is another minor version: the
+    stand-in below answers like a 3.9 would."""
+    python = fresh_install / VENV / "bin/python"
+    python.unlink()
+    python.write_text("#!/bin/sh\necho 3 9\n")
+    python.chmod(0o755)
+
+    result = ok(install(fresh_install, "--wheel", wheel, "--wheelhouse", wheelhouse))
+
+    assert f"venv: creating {fresh_install / VENV}" in result.stdout
+    assert f"package: installing {wheel.name}" in result.stdout
+    assert "config: kept" in result.stdout
+    ok(run([python, "-c", "import app, gpiozero"]))
 
 
 def test_uninstall_keeps_config_logs_and_state(fresh_install):
@@ -304,13 +323,21 @@ def test_purge_removes_config_logs_and_state(fresh_install):
     assert "userdel edgesense" in result.stdout
 
 
-def test_install_builds_the_checkout_when_given_no_wheel(tmp_path, wheelhouse, config_options):
+def test_install_builds_the_checkout_when_given_no_wheel(tmp_path, wheelhouse):
+    """From a copy: setuptools' build/ left in a checkout never reaches the venv."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
+    stale = checkout / "build/lib/app/deleted_since.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
     root = tmp_path / "root"
 
-    result = ok(install(root, "--source", ROOT, "--wheelhouse", wheelhouse, *config_options))
+    result = ok(install(root, "--source", checkout, "--wheelhouse", wheelhouse))
 
-    assert "building a wheel from" in result.stderr + result.stdout
+    assert f"building a wheel from {checkout}" in result.stderr
     ok(run([root / VENV / "bin/python", "-c", "import app, sensors, logging_setup"]))
+    assert list(root.glob("opt/edgesense/venv/lib/*/site-packages/app/deleted_since.py")) == []
+    assert sorted(p.name for p in checkout.iterdir() if p.name in ("build", "edgesense.egg-info")) == ["build"]
 
 
 @pytest.mark.parametrize(
@@ -349,6 +376,345 @@ def test_help_names_every_option():
     for option in ("--wheel", "--source", "--wheelhouse", "--config", "--python", "--operator",
                    "--root", "--uninstall", "--purge"):
         assert option in text
+
+
+# --- install.sh on the host, in a private mount namespace ---------------------
+
+# Runs as root in its own mount namespace: /etc and /usr/lib/sysusers.d are
+# copies, /opt and /usr/local/bin are empty tmpfs, so install.sh does what it
+# does on a Pi (systemd-sysusers and usermod for real, on the copied /etc)
+# while this machine stays untouched. systemctl is a recording stand-in:
+# there is no systemd to talk to here.
+FAKE_SYSTEMCTL = """\
+#!/bin/sh
+echo "$*" >>"$SANDBOX/systemctl.log"
+case $1 in
+    is-active) [ -f "$SANDBOX/active" ] ;;
+    start|restart) touch "$SANDBOX/active" ;;
+    disable) rm -f "$SANDBOX/active" ;;
+esac
+"""
+
+SANDBOX_SCRIPT = """\
+set -eu
+: "${SANDBOX:?}" "${INSTALL:?}"
+mount --make-rprivate /
+cp -a /etc "$SANDBOX/etc"
+mkdir "$SANDBOX/sysusers.d"
+cp -a /usr/lib/sysusers.d/. "$SANDBOX/sysusers.d/"
+mount --bind "$SANDBOX/etc" /etc
+mount --bind "$SANDBOX/sysusers.d" /usr/lib/sysusers.d
+mount -t tmpfs edgesense-test /opt
+mount -t tmpfs edgesense-test /usr/local/bin
+useradd --no-create-home tester
+export PATH="$SANDBOX/bin:$PATH" SUDO_USER=tester
+for run in first second; do
+    echo "--- $run" >>"$SANDBOX/systemctl.log"
+    sh "$INSTALL" --python "$PYTHON" --wheel "$WHEEL" --wheelhouse "$WHEELHOUSE" >"$SANDBOX/$run.out" 2>&1
+done
+cp /etc/passwd /etc/group /etc/edgesense/config.toml "$SANDBOX/"
+readlink /usr/local/bin/edgesense >"$SANDBOX/link"
+echo "--- uninstall" >>"$SANDBOX/systemctl.log"
+sh "$INSTALL" --uninstall >"$SANDBOX/uninstall.out" 2>&1
+ls -A /opt /usr/local/bin /etc/edgesense >"$SANDBOX/left" 2>&1
+ls -A /etc/systemd/system >"$SANDBOX/units"
+"""
+
+
+def can_unshare_mounts():
+    return (os.geteuid() == 0 and shutil.which("unshare") is not None
+            and run(["unshare", "--mount", "true"]).returncode == 0)
+
+
+@pytest.mark.skipif(not can_unshare_mounts(), reason="needs root and unshare(1) for a private mount namespace")
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, wheel, wheelhouse):
+    sandbox = tmp_path / "sandbox"
+    (sandbox / "bin").mkdir(parents=True)
+    (sandbox / "bin/systemctl").write_text(FAKE_SYSTEMCTL)
+    (sandbox / "bin/systemctl").chmod(0o755)
+    environment = dict(os.environ, SANDBOX=str(sandbox), INSTALL=str(INSTALL), PYTHON=venv_python(),
+                       WHEEL=str(wheel), WHEELHOUSE=str(wheelhouse))
+
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", SANDBOX_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=60, cwd="/")
+
+    outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
+    assert result.returncode == 0, f"{result.stderr}\n{outputs}"
+    groups = {line.split(":")[0]: line.split(":")[3].split(",")
+              for line in (sandbox / "group").read_text().splitlines()}
+    passwd = {line.split(":")[0]: line.split(":") for line in (sandbox / "passwd").read_text().splitlines()}
+    assert passwd["edgesense"][6] in ("/usr/sbin/nologin", "/sbin/nologin")
+    assert all("edgesense" in groups[group] for group in ("gpio", "spi", "i2c"))
+    assert groups["edgesense"] == ["tester"]
+    assert (sandbox / "link").read_text() == "/opt/edgesense/venv/bin/edgesense\n"
+    assert 'dir = "/var/log/edgesense"' in (sandbox / "config.toml").read_text()
+    assert (sandbox / "systemctl.log").read_text().splitlines() == [
+        "--- first",
+        "daemon-reload", "enable --quiet edgesense.service", "is-active --quiet edgesense.service",
+        "start edgesense.service",
+        "--- second",
+        "daemon-reload", "enable --quiet edgesense.service", "is-active --quiet edgesense.service",
+        "--- uninstall",
+        "disable --now --quiet edgesense.service", "daemon-reload",
+    ]
+    assert "install.sh: user: added tester to group edgesense" in outputs["first"]
+    assert "install.sh: unit: installing /etc/systemd/system/edgesense.service" in outputs["first"]
+    assert "install.sh: service: starting" in outputs["first"]
+    assert "install.sh: logs: /var/log/edgesense/edgesense.log" in outputs["first"]
+    assert "added tester" not in outputs["second"]
+    assert "install.sh: service: running, unchanged" in outputs["second"]
+    assert (sandbox / "left").read_text().split() == ["/etc/edgesense:", "config.toml", "/opt:", "/usr/local/bin:"]
+    assert "edgesense.service" not in (sandbox / "units").read_text().split()
+
+
+# --- the installed service, run the way the unit runs it ------------------------
+
+# The unit's sandbox, rebuilt with the kernel's own tools since there is no
+# systemd here: a private mount namespace where every mount but /proc, /sys
+# and /dev is read-only except the service's log, state and runtime folders
+# (ProtectSystem=strict), a writable TMPDIR of its own (PrivateTmp=), no
+# network (PrivateNetwork=), user nobody with no groups, no capabilities and
+# no new privileges (User=, CapabilityBoundingSet=, NoNewPrivileges=), the
+# kernel's W^X lock (MemoryDenyWriteExecute=, through PR_SET_MDWE where the
+# kernel has it, 6.3 and later), and the unit's system call filter, computed
+# from systemd's own groups and loaded with libseccomp (SystemCallFilter=,
+# SystemCallErrorNumber=EPERM). Not rebuilt: the device allow-list (no
+# devices here: the sensors use gpiozero's mock pins).
+SERVICE_SANDBOX = """\
+set -eu
+: "${BASE:?}"
+mount --make-rprivate /
+for dir in log state run tmp; do mount --bind "$BASE/$dir" "$BASE/$dir"; done
+awk '{ print $5 }' /proc/self/mountinfo | sort -u | while read -r target; do
+    case $target in
+        /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) ;;
+        "$BASE"/log|"$BASE"/state|"$BASE"/run|"$BASE"/tmp) ;;
+        *) mount -o remount,bind,ro "$target" ;;
+    esac
+done
+cd "$BASE/run"
+exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \\
+    --inh-caps=-all --bounding-set=-all \\
+    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 HOME=/ TMPDIR="$BASE/tmp" \\
+    LG_WD="$BASE/run" RUNTIME_DIRECTORY="$BASE/run" \\
+    NOTIFY_SOCKET="$BASE/notify/socket" WATCHDOG_USEC=2000000 \\
+    "$PYTHON" -c "$LOCK_DOWN" "$ALLOWED_SYSCALLS" "$@"
+"""
+
+# Runs last, then execs the service: what systemd does between fork and exec.
+LOCK_DOWN = """\
+import ctypes, errno, os, sys
+allowed, command = sys.argv[1].split(), sys.argv[2:]
+ctypes.CDLL(None).prctl(65, 1, 0, 0, 0)  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+seccomp = ctypes.CDLL("libseccomp.so.2")
+seccomp.seccomp_init.restype = ctypes.c_void_p
+seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+ACT_ALLOW, ACT_ERRNO = 0x7FFF0000, 0x00050000
+context = ctypes.c_void_p(seccomp.seccomp_init(ctypes.c_uint32(ACT_ERRNO | errno.EPERM)))
+for name in allowed:
+    number = seccomp.seccomp_syscall_resolve_name(name.encode())
+    if number >= 0:
+        seccomp.seccomp_rule_add(context, ctypes.c_uint32(ACT_ALLOW), ctypes.c_int(number), ctypes.c_uint(0))
+if seccomp.seccomp_load(context) != 0:
+    sys.exit("cannot load the system call filter")
+os.execv(command[0], command)
+"""
+
+
+def syscall_groups():
+    """systemd's system call groups (`systemd-analyze syscall-filter`)."""
+    groups, current = {}, None
+    for line in run(["systemd-analyze", "syscall-filter", "--no-pager"]).stdout.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif line.startswith("    ") and not line.strip().startswith("#") and current is not None:
+            current.append(line.strip())
+    return groups
+
+
+def expand(name, groups):
+    if not name.startswith("@"):
+        return {name}
+    return set().union(*(expand(member, groups) for member in groups[name]))
+
+
+def unit_syscall_allow_list():
+    """SystemCallFilter=@system-service, then SystemCallFilter=~@privileged @resources."""
+    groups = syscall_groups()
+    allowed, denied = unit_settings(UNIT)["SystemCallFilter"]
+    assert not allowed.startswith("~") and denied.startswith("~")
+    names = set().union(*(expand(name, groups) for name in allowed.split()))
+    names -= set().union(*(expand(name, groups) for name in denied[1:].split()))
+    assert {"execve", "mmap", "socket", "clone"} <= names
+    assert names.isdisjoint({"setuid", "sched_setscheduler", "setrlimit", "chown", "init_module"})
+    return names
+
+
+SERVICE_CONFIG = """\
+[logging]
+dir = "{base}/log"
+console = false
+
+[supervisor]
+start_method = "{start_method}"
+state_file = "{base}/state/state.json"
+
+[gpio]
+pin_factory = "mock"
+
+[[sensor]]
+name = "button"
+type = "button"
+interval = 0.3
+pin = 17
+
+[[sensor]]
+name = "motion"
+type = "motion"
+interval = 0.3
+pin = 27
+
+[[sensor]]
+name = "load"
+type = "load_average"
+interval = 0.3
+
+[[sensor]]
+name = "disk"
+type = "disk_usage"
+interval = 0.3
+filesystem = "{base}/log"
+"""
+
+
+class NotifySocket:
+    """What systemd's notify socket receives from ``service``, one datagram at a time."""
+
+    def __init__(self, path):
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.settimeout(0.2)
+        path.chmod(0o777)
+        self.service = None  # the Popen, set once started
+        self.received = []
+
+    def wait_for(self, line, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = self.socket.recv(4096).decode()
+            except TimeoutError:
+                if self.service.poll() is not None:
+                    raise AssertionError(f"the service exited ({self.service.returncode}) before {line}:\n"
+                                         + self.service.communicate(timeout=10)[0]) from None
+                continue
+            self.received.append(message)
+            if line in message.splitlines():
+                return
+        raise AssertionError(f"no {line} within {timeout} s; received {self.received}")
+
+    def close(self):
+        self.socket.close()
+
+
+def readings_by_sensor(log_dir):
+    path = log_dir / "readings.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {json.loads(line)["sensor"] for line in lines}
+
+
+def wait_until(condition, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def is_gone(pid):
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def assert_sandboxed(pid):
+    """The process runs as nobody, without capabilities or a way to gain
+    any, without network, on a read-only root."""
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    assert status["Uid"].split() == ["65534"] * 4
+    assert status["Groups"].strip() == ""
+    assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"  # a filter is loaded
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    root_mount = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+                      if line.split()[4] == "/")
+    assert "ro" in root_mount[5].split(",")
+
+
+def unit_command(key, installed, config):
+    """The unit's own command line, pointed at the --root install."""
+    (line,) = unit_settings(UNIT)[key]
+    line = line.replace("/opt/edgesense", str(installed / "opt/edgesense"))
+    return line.replace("/etc/edgesense/config.toml", str(config)).split()
+
+
+@pytest.mark.skipif(not can_unshare_mounts() or shutil.which("setpriv") is None,
+                    reason="needs root, unshare(1) and setpriv(1) to rebuild the unit's sandbox")
+@pytest.mark.skipif(ctypes.util.find_library("seccomp") is None, reason="needs libseccomp for the filter")
+@needs_systemd_analyze
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed, start_method):
+    base = open_folder()
+    try:
+        for name in ("log", "state", "run", "tmp", "notify"):
+            (base / name).mkdir(mode=0o750)
+            os.chown(base / name, 65534, 65534)
+        (base / "notify").chmod(0o755)
+        config = base / "config.toml"
+        config.write_text(SERVICE_CONFIG.format(base=base, start_method=start_method))
+        notify = NotifySocket(base / "notify/socket")
+        environment = dict(os.environ, BASE=str(base), LOCK_DOWN=LOCK_DOWN,
+                           ALLOWED_SYSCALLS=" ".join(sorted(unit_syscall_allow_list())),
+                           PYTHON=str(installed / VENV / "bin/python"))
+        service = subprocess.Popen(
+            ["unshare", "--mount", "--net", "sh", "-c", SERVICE_SANDBOX, "sandbox",
+             *unit_command("ExecStart", installed, config)],
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        notify.service = service
+        try:
+            notify.wait_for("READY=1")
+            wait_until(lambda: readings_by_sensor(base / "log") == {"button", "motion", "load", "disk"})
+            notify.wait_for("WATCHDOG=1", timeout=5)
+            state = json.loads((base / "state/state.json").read_text())
+            children = [state["listener"]["pid"]] + [sensor["pid"] for sensor in state["sensors"]]
+            for pid in [service.pid, *children]:
+                assert_sandboxed(pid)
+
+            reload = [word.replace("$MAINPID", str(service.pid)) for word in unit_settings(UNIT)["ExecReload"][0].split()]
+            ok(run(reload))
+            notify.wait_for("RELOADING=1", timeout=10)
+            notify.wait_for("READY=1", timeout=10)
+
+            service.send_signal(signal.SIGTERM)  # KillMode=mixed: the main process alone
+            notify.wait_for("STOPPING=1", timeout=10)
+            output, _ = service.communicate(timeout=25)  # within TimeoutStopSec=30s
+        finally:
+            if service.poll() is None:
+                service.kill()
+                service.communicate()
+            notify.close()
+
+        assert service.returncode == 0, output
+        wait_until(lambda: all(is_gone(pid) for pid in children), timeout=10)
+        log = (base / "log/edgesense.log").read_text()
+        assert "Traceback" not in log
+        assert [line for line in log.splitlines() if " ERROR " in line or " CRITICAL " in line] == []
+        assert list((base / "run").iterdir()) == []
+    finally:
+        shutil.rmtree(base)
 
 
 # --- first boot ------------------------------------------------------------------
