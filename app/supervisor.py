@@ -140,6 +140,7 @@ class Supervisor:
     # -- the life of the tree -------------------------------------------
 
     def run(self):
+        self._start_fork_server()
         self._install_signal_handlers()
         try:
             self._start()
@@ -191,6 +192,21 @@ class Supervisor:
         logger.info("edgesense stopped")
         self._stop_listener()
         self._publish(force=True)
+
+    def _start_fork_server(self):
+        """Start the fork server with SIGTERM ignored, as the listener and
+        the workers ignore it. A SIGTERM sent to the whole process group
+        (``kill -TERM -PGID``, ``timeout``) would otherwise end the fork
+        server, and then every process it forked looks dead (exit status
+        255) while it still runs. An ignored signal stays ignored across
+        exec; this runs before the supervisor's own handlers exist."""
+        if self.config.supervisor.start_method != "forkserver":
+            return
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     # -- signals ----------------------------------------------------------
 

@@ -156,7 +156,7 @@ def test_sigkill_listener_loses_at_most_the_record_it_held(make_tree):
     assert len(tree.log_lines(f"log listener (pid {listener}) ended with signal SIGKILL; restarted as pid")) == 1
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigint_to_group"])
+@pytest.mark.parametrize("how", ["sigterm", "sigint_to_group", "sigterm_to_group"])
 def test_stop_during_a_burst_keeps_every_record_once(make_tree, how):
     tree = make_tree(
         """
@@ -177,8 +177,10 @@ def test_stop_during_a_burst_keeps_every_record_once(make_tree, how):
     tree.wait_readings("burst2", 3)
     if how == "sigterm":
         tree.signal(signal.SIGTERM)
-    else:
+    elif how == "sigint_to_group":
         tree.signal_group(signal.SIGINT)
+    else:
+        tree.signal_group(signal.SIGTERM)
     assert tree.wait_exit() == 0
     assert tree.leftovers() == []
     lines = tree.log_lines()
@@ -189,6 +191,8 @@ def test_stop_during_a_burst_keeps_every_record_once(make_tree, how):
         assert len(numbers) >= 600
     assert lines[-1].endswith("edgesense stopped")
     assert len(tree.log_lines("edgesense stopped")) == 1
+    assert tree.log_lines("ended with") == []
+    assert len(tree.log_lines("log listener started")) == 1
 
 
 def test_sigkill_supervisor_takes_the_whole_tree_down(make_tree):
