@@ -194,19 +194,21 @@ class Supervisor:
         self._publish(force=True)
 
     def _start_fork_server(self):
-        """Start the fork server with SIGTERM ignored, as the listener and
-        the workers ignore it. A SIGTERM sent to the whole process group
-        (``kill -TERM -PGID``, ``timeout``) would otherwise end the fork
-        server, and then every process it forked looks dead (exit status
-        255) while it still runs. An ignored signal stays ignored across
-        exec; this runs before the supervisor's own handlers exist."""
+        """Start the fork server with TREE_SIGNALS ignored: it keeps them
+        ignored for good (an ignored signal stays ignored across exec) and
+        so do the processes it forks. A SIGTERM or SIGHUP sent to the whole
+        process group would otherwise end it, and then every process it
+        forked looks dead (exit status 255) while it still runs. Blocking the
+        signals is not enough here: starting the resource tracker on the way
+        unblocks SIGINT and SIGTERM."""
         if self.config.supervisor.start_method != "forkserver":
             return
-        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in TREE_SIGNALS}
         try:
             forkserver.ensure_running()
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     # -- signals ----------------------------------------------------------
 
