@@ -128,9 +128,12 @@ make_venv() {
 
 pip() { "$R$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
 
-pip_source_options() {
+# pip, taking packages from the wheelhouse alone when there is one.
+pip_from_sources() {
     if [ -n "$WHEELHOUSE" ]; then
-        printf '%s\n' --no-index --find-links "$WHEELHOUSE"
+        pip "$@" --no-index --find-links "$WHEELHOUSE"
+    else
+        pip "$@"
     fi
 }
 
@@ -156,8 +159,7 @@ build_wheel() {
     mkdir "$WORK/src"
     tar -C "$src" -cf - --exclude=./.git --exclude=./build --exclude='./*.egg-info' \
         --exclude=./.venv --exclude=./venv --exclude=__pycache__ . | tar -C "$WORK/src" -xf -
-    # shellcheck disable=SC2046
-    pip wheel --quiet --no-deps $(pip_source_options) --wheel-dir "$WORK" "$WORK/src" >&2 \
+    pip_from_sources wheel --quiet --no-deps --wheel-dir "$WORK" "$WORK/src" >&2 \
         || die "could not build the package from $src"
     set -- "$WORK"/edgesense-*.whl
     [ -f "$1" ] || die "building $src gave no edgesense wheel"
@@ -180,8 +182,7 @@ install_package() {
         rm -f "$R$PREFIX/installed-wheel"
         pip uninstall --quiet --yes edgesense
     fi
-    # shellcheck disable=SC2046
-    pip install --quiet $(pip_source_options) "$wheel" || die "pip could not install $wheel"
+    pip_from_sources install --quiet "$wheel" || die "pip could not install $wheel"
     printf '%s\n' "$stamp" >"$R$PREFIX/installed-wheel"
     CHANGED=yes
 }

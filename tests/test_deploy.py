@@ -722,8 +722,9 @@ def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed
 
 @pytest.fixture
 def boot_partition(tmp_path, wheelhouse):
-    """A root file system with the boot partition as README says to fill it."""
-    root = tmp_path / "root"
+    """A root file system with the boot partition as README says to fill it
+    (at a path with a space, which every script must quote)."""
+    root = tmp_path / "root fs"
     payload = root / "boot/firmware/edgesense"
     shutil.copytree(DEPLOY, payload, symlinks=False)
     shutil.copytree(wheelhouse, payload / "wheels")
@@ -772,5 +773,6 @@ def test_firstboot_failure_stays_armed(boot_partition):
 
     assert result.returncode == 1
     assert "holds neither wheels/edgesense-*.whl nor src/pyproject.toml" in result.stderr
+    assert "holds neither" in (payload / "firstboot.log").read_text()
     assert (payload / "firstboot.sh").is_file()
     assert (boot_partition / WANTS_FIRSTBOOT).is_symlink()
