@@ -354,19 +354,17 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True):
         if section not in SECTIONS:
             problems.add(section, "unknown section" + _did_you_mean(section, list(SECTIONS))
                          + f" (allowed: {', '.join(SECTIONS)})")
-    logging_values = _section(data, "logging", problems)
+    log_settings = _log_settings(_section(data, "logging", problems), base_dir, problems)
     supervisor_values = _section(data, "supervisor", problems)
-    gpio_values = _section(data, "gpio", problems)
-    sensors = _sensors(data.get("sensor"), problems)
-    log_settings = _log_settings(logging_values, base_dir, problems)
     supervisor = _supervisor_settings(supervisor_values, base_dir, log_settings, problems)
-    if check_paths and log_settings and supervisor:
+    gpio = GpioSettings(**_section(data, "gpio", problems))
+    sensors = _sensors(data.get("sensor"), problems)
+    if check_paths:
         _check_writable(log_settings.dir, "logging.dir", problems)
         if supervisor_values["state_file"] is not None:
             _check_state_file(supervisor.state_file, problems)
     if problems.lines:
         raise ConfigError(problems.lines)
-    gpio = GpioSettings(**gpio_values)
     return Config(path=path, logging=log_settings, supervisor=supervisor, gpio=gpio,
                   sensors=tuple(sensors))
 

@@ -2,7 +2,8 @@
 
 The state file (written atomically by the supervisor on every change)::
 
-    {"supervisor": {"pid": 812, "started": 1764078000.0, "state": "running"},
+    {"supervisor": {"pid": 812, "started": 1764078000.0, "state": "running",
+                    "updated": 1764078012.0},
      "listener": {"pid": 815, "restarts": 0},
      "sensors": [{"name": "door", "type": "button", "pid": 820,
                   "state": "running", "restarts": 0, "last_exit": null,
@@ -10,7 +11,8 @@ The state file (written atomically by the supervisor on every change)::
                   "next_retry": null}]}
 
 Timestamps are epoch seconds. The supervisor's optional ``state`` is
-"stopped" once it has stopped cleanly.
+"stopped" once it has stopped cleanly; its optional ``updated`` is when the
+file was written.
 """
 
 import json
@@ -70,11 +72,18 @@ def describe_state(state, now=None):
         head = (f"edgesense is running: supervisor pid {supervisor.get('pid')}, "
                 f"up {_duration(now - started) if _is_number(started) else '?'}; "
                 f"log listener pid {listener.get('pid', '?')}, "
-                f"restarted {listener.get('restarts', 0)} times")
+                f"restarted {listener.get('restarts', 0)} times"
+                + _written_ago(supervisor.get("updated"), now))
     else:
         head = (f"edgesense is not running (supervisor pid {supervisor.get('pid')} is gone); "
                 "last known state:")
     return [head] + _sensor_table(state.get("sensors") or [], now), running
+
+
+def _written_ago(updated, now):
+    """The supervisor refreshes the readings in the file now and then: say
+    how old the file is."""
+    return f" (state written {_duration(now - updated)} ago)" if _is_number(updated) else ""
 
 
 def _sensor_table(sensors, now):

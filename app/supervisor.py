@@ -87,6 +87,7 @@ class Supervisor:
         self.next_watchdog = None
         self.next_refresh = None
         self.last_published_readings = None
+        self.state_file_failing = False
         self._wakeup = None
 
     # -- the life of the tree -------------------------------------------
@@ -425,10 +426,22 @@ class Supervisor:
             managed.changed = False
         self.next_refresh = now + STATE_REFRESH if self.phase == "running" else None
         self.notifier.status(self.status_line())
+        self._write_state_file()
+
+    def _write_state_file(self):
+        """Write the state file; a failure (full disk) is logged once until
+        a write succeeds again, not on every change."""
+        path = self.config.supervisor.state_file
         try:
-            write_state(self.config.supervisor.state_file, self.state_document())
+            write_state(path, self.state_document())
         except OSError as error:
-            logger.error("cannot write the state file %s: %s", self.config.supervisor.state_file, error)
+            if not self.state_file_failing:
+                logger.error("cannot write the state file %s: %s (edgesense status will be stale)", path, error)
+            self.state_file_failing = True
+            return
+        if self.state_file_failing:
+            logger.info("the state file %s is written again", path)
+        self.state_file_failing = False
 
     def status_line(self):
         """A one-line summary, e.g. ``3/4 sensors running; door: backoff 8 s``."""

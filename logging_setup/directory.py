@@ -167,6 +167,7 @@ class LogDirectory:
         self._report = report or _report_on_stderr
         self._live = {}
         self._rotated = []
+        self._rotated_bytes = 0
         self._other_bytes = 0
         self._budget_failing = False
         self._rotation_failing = False
@@ -183,8 +184,10 @@ class LogDirectory:
 
     def used_bytes(self):
         """Bytes the directory holds, by this object's count."""
-        rotated = sum(rotated.size for rotated in self._rotated)
-        return sum(live.size for live in self._live.values()) + rotated + self._other_bytes
+        live_bytes = 0
+        for live in self._live.values():
+            live_bytes += live.size
+        return live_bytes + self._rotated_bytes + self._other_bytes
 
     def make_room(self, live, size):
         """Rotate ``live`` if ``size`` more bytes would overfill it, then
@@ -245,6 +248,7 @@ class LogDirectory:
         except FileNotFoundError:
             pass
         self._rotated.remove(rotated)
+        self._rotated_bytes -= rotated.size
 
     def _shift(self, live_name):
         own = [rotated for rotated in self._rotated if rotated.live_name == live_name]
@@ -297,6 +301,7 @@ class LogDirectory:
                 else:
                     other_bytes += info.st_size
         self._rotated = rotated
+        self._rotated_bytes = sum(file.size for file in rotated)
         self._other_bytes = other_bytes + max(state_bytes, STATE_FILE_RESERVE)
 
     def _remove_leftovers(self, live_name):

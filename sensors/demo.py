@@ -19,7 +19,7 @@ import time
 from gpiozero import Button, LightSensor, MotionSensor
 from gpiozero.pins.mock import MockChargingPin, MockFactory
 
-from sensors.base import Reading, Sensor
+from sensors.base import Reading, Sensor, at_least
 
 
 def _mock_factory(pin_factory):
@@ -113,10 +113,7 @@ class DemoLight(_DrivenDemo):
 
     @classmethod
     def option_problems(cls, options):
-        period = options.get("period")
-        if period is not None and period <= 0:
-            return [("period", f"must be greater than 0 (seconds), not {period!r}")]
-        return []
+        return at_least(options, "period", 0, inclusive=False)
 
     def __init__(self, *, pin: int | str = 22, period: float = 30.0, pin_factory=None):
         self.period = period

@@ -74,6 +74,16 @@ def test_running_tree_one_line_per_sensor(tmp_path):
     assert len(lines) == 5
 
 
+def test_running_tree_says_how_old_the_state_file_is(tmp_path):
+    document = state(os.getpid(), time.time())
+    document["supervisor"]["updated"] = time.time() - 12.1
+    write_config(tmp_path, document)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.stdout.splitlines()[0].endswith("restarted 1 times (state written 12 s ago)")
+
+
 def test_stopped_tree_says_not_running_and_shows_the_last_state(tmp_path):
     pid = dead_pid()
     write_config(tmp_path, state(pid, time.time()))

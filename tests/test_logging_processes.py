@@ -2,10 +2,14 @@
 real sockets, real signals, real files (DESIGN.md L1, L3, L4)."""
 
 import collections
+import gzip
 import logging
 import os
 import re
+import shutil
 import signal
+import subprocess
+import threading
 import time
 
 import pytest
@@ -66,10 +70,16 @@ def join_all(processes):
         assert process.exitcode == 0, process
 
 
+def log_text(settings):
+    """The app log across its rotated files, oldest first."""
+    rotated = sorted(settings.dir.glob("edgesense.log.*"), key=lambda path: -int(path.name.split(".")[2]))
+    parts = [gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes() for path in rotated]
+    return b"".join(parts + [(settings.dir / "edgesense.log").read_bytes()]).decode()
+
+
 def log_messages(settings, include_listener=False):
     """The message of every line in the app log, in order."""
-    text = (settings.dir / "edgesense.log").read_text()
-    lines = [LINE.match(line) for line in text.splitlines()]
+    lines = [LINE.match(line) for line in log_text(settings).splitlines()]
     return [line["message"] for line in lines
             if line and (include_listener or line["name"] != "logging_setup.listener")]
 
@@ -158,3 +168,194 @@ def test_sigterm_in_a_burst_loses_nothing(mp_context, transport, settings):
 
     assert written.value > 0
     assert log_messages(settings) == [f"burst record {n}" for n in range(written.value)]
+
+
+def burst_writer(sender):
+    configure_process(sender)
+    log = logging.getLogger("tests.burst")
+    number = 0
+    while True:
+        log.info("burst record %d", number)
+        number += 1
+
+
+def wait_for(condition, what):
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def last_steady_number(settings):
+    """The highest steady record number written so far, or -1."""
+    try:
+        with open(settings.dir / "edgesense.log", "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 64 * 1024))
+            tail = file.read().decode(errors="replace")
+    except FileNotFoundError:
+        return -1
+    numbers = re.findall(r"steady record (\d+)\n", tail)
+    return int(numbers[-1]) if numbers else -1
+
+
+def test_sigkill_of_writers_never_stops_another_process_logging(mp_context, transport, settings):
+    listener = start_listener(mp_context, transport, settings)
+    stop = mp_context.Event()
+    steady = mp_context.Process(target=steady_writer, args=(transport.sender, stop))
+    steady.start()
+    for _ in range(20):
+        victim = mp_context.Process(target=burst_writer, args=(transport.sender,))
+        victim.start()
+        time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(WAIT)
+        seen = last_steady_number(settings)
+        wait_for(lambda: last_steady_number(settings) > seen, "a steady record after the kill")
+    stop.set()
+    join_all([steady])
+    stop_listener(transport, listener)
+
+    steady_records = [m for m in log_messages(settings) if m.startswith("steady")]
+    assert steady_records == [f"steady record {n}" for n in range(len(steady_records))]
+
+
+def test_a_new_listener_writes_what_was_sent_while_none_ran(mp_context, transport, settings):
+    log_to = mp_context.Process
+    first = start_listener(mp_context, transport, settings)
+    writer = log_to(target=numbered_writer, args=(transport.sender, 1, 20))
+    writer.start()
+    join_all([writer])
+    wait_for(lambda: "writer 1 record 19" in (settings.dir / "edgesense.log").read_text(), "the first batch")
+    os.kill(first.pid, signal.SIGKILL)
+    first.join(WAIT)
+
+    writer = log_to(target=numbered_writer, args=(transport.sender, 2, 8))  # the kernel queues 10
+    writer.start()
+    join_all([writer])
+    second = start_listener(mp_context, transport, settings)
+    writer = log_to(target=numbered_writer, args=(transport.sender, 3, 20))
+    writer.start()
+    join_all([writer])
+    stop_listener(transport, second)
+
+    expected = [f"writer {w} record {n}" for w, count in [(1, 20), (2, 8), (3, 20)] for n in range(count)]
+    assert log_messages(settings) == expected
+
+
+def supervisor_with_listener(receiver, settings, listener_pid, start_method):
+    import multiprocessing
+    ctx = multiprocessing.get_context(start_method)
+    listener = ctx.Process(target=run_listener, args=(receiver, settings), name="log-listener")
+    listener.start()
+    listener_pid.value = listener.pid
+    time.sleep(WAIT)
+
+
+def process_is_gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_listener_exits_when_its_parent_dies(mp_context, transport, settings):
+    listener_pid = mp_context.Value("l", 0)
+    supervisor = mp_context.Process(target=supervisor_with_listener,
+                                    args=(transport.receiver, settings, listener_pid, mp_context.get_start_method()))
+    supervisor.start()
+    wait_for(lambda: listener_pid.value and (settings.dir / "edgesense.log").exists(), "the listener")
+    writer = mp_context.Process(target=numbered_writer, args=(transport.sender, 1, 5))
+    writer.start()
+    join_all([writer])
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.join(WAIT)
+    wait_for(lambda: process_is_gone(listener_pid.value), "the orphaned listener to exit")
+    assert log_messages(settings) == [f"writer 1 record {n}" for n in range(5)]
+
+
+def disk_bytes(path):
+    """Bytes of every regular file in ``path``, each inode counted once."""
+    seen = {}
+    for entry in os.scandir(path):
+        try:
+            if entry.is_file(follow_symlinks=False):
+                info = entry.stat(follow_symlinks=False)
+                seen[(info.st_dev, info.st_ino)] = info.st_size
+        except FileNotFoundError:
+            pass
+    return sum(seen.values())
+
+
+def test_fifty_times_the_budget_never_overfills_the_directory(mp_context, transport, tmp_path):
+    budget = 48 * 1024
+    settings = LogSettings(dir=tmp_path / "logs", max_file_bytes=16 * 1024, max_total_bytes=budget, console=False)
+    listener = start_listener(mp_context, transport, settings)
+    wait_for(lambda: (settings.dir / "edgesense.log").exists(), "the listener")
+    count = 50 * budget // (2 * 100)  # two writers; a record makes ~100 bytes of log and readings
+    writers = [mp_context.Process(target=numbered_writer, args=(transport.sender, w, count)) for w in range(2)]
+    for writer in writers:
+        writer.start()
+    samples = []
+    while any(writer.is_alive() for writer in writers):
+        samples.append(disk_bytes(settings.dir))
+        time.sleep(0.001)
+    join_all(writers)
+    stop_listener(transport, listener)
+    samples.append(disk_bytes(settings.dir))
+
+    assert len(samples) > 100
+    assert max(samples) + 4096 <= budget  # 4096: room kept for the supervisor's state file
+    assert any(path.suffix == ".gz" for path in settings.dir.iterdir())
+    kept = log_messages(settings)
+    assert len(kept) > 200
+    for w in range(2):  # what is kept of each writer is the end of what it wrote
+        numbers = [int(m.rsplit(" ", 1)[1]) for m in kept if m.startswith(f"writer {w} ")]
+        assert numbers == list(range(count - len(numbers), count))
+
+
+def paced_writer(sender, count, per_second):
+    configure_process(sender)
+    log = logging.getLogger("tests.paced")
+    started = time.monotonic()
+    for number in range(count):
+        time.sleep(max(0.0, started + number / per_second - time.monotonic()))
+        log.info("paced record %d", number)
+
+
+@pytest.mark.skipif(shutil.which("tail") is None, reason="needs tail")
+def test_tail_follows_the_live_file_across_rotations(mp_context, transport, tmp_path):
+    settings = LogSettings(dir=tmp_path / "logs", max_file_bytes=2048, max_total_bytes=64 * 1024, console=False)
+    listener = start_listener(mp_context, transport, settings)
+    wait_for(lambda: (settings.dir / "edgesense.log").exists(), "the live file")
+    with subprocess.Popen(["tail", "-F", "-n", "+1", str(settings.dir / "edgesense.log")],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as tail:
+        try:
+            writer = mp_context.Process(target=paced_writer, args=(transport.sender, 200, 100))
+            writer.start()
+            join_all([writer])
+            followed = read_until(tail.stdout, "paced record 199")
+        finally:
+            tail.kill()
+    stop_listener(transport, listener)
+
+    assert len(list(settings.dir.glob("edgesense.log.*"))) >= 5  # several rotations happened
+    paced = [line.rsplit(" ", 3)[-3:] for line in followed if "paced record" in line]
+    assert [" ".join(words) for words in paced] == [f"paced record {n}" for n in range(200)]
+
+
+def read_until(stream, last):
+    """Lines from ``stream`` until one ends with ``last`` (bounded by WAIT)."""
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(_lines_until(stream, last)), daemon=True)
+    reader.start()
+    reader.join(WAIT)
+    assert not reader.is_alive(), f"tail printed no {last!r}"
+    return lines
+
+
+def _lines_until(stream, last):
+    for line in stream:
+        yield line.rstrip("\n")
+        if line.rstrip("\n").endswith(last):
+            return

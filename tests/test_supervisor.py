@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import socket
 import time
@@ -319,3 +320,28 @@ def test_a_second_signal_during_the_stop_keeps_the_order(make_tree):
     assert lines[-1].endswith("edgesense stopped")
     assert len(tree.log_lines("stopping on")) == 1
     assert tree.leftovers() == []
+
+
+def kill_and_wait_for_restart(tree, name, pid, restarts_before):
+    """SIGKILL a worker and return the pid its restart logged."""
+    os.kill(pid, signal.SIGKILL)
+    lines = wait_for(lambda: (found := tree.log_lines(f"sensor {name}: restarted as pid")) and
+                     len(found) > restarts_before and found, 10, what=f"{name} restarted")
+    return int(re.search(r"as pid (\d+)", lines[-1]).group(1))
+
+
+def test_a_state_file_that_cannot_be_written_is_reported_once(make_tree, tmp_path):
+    state_dir = tmp_path / "state"
+    tree = make_tree(COUNTERS, f'backoff_initial = 0.1\nstate_file = "{state_dir}/state.json"\n').start()
+    tree.state_path = state_dir / "state.json"
+    pid = tree.wait_running("alpha")[0]["pid"]
+    shutil.rmtree(state_dir)
+    state_dir.write_text("")
+    pid = kill_and_wait_for_restart(tree, "alpha", pid, 0)
+    pid = kill_and_wait_for_restart(tree, "alpha", pid, 1)
+    state_dir.unlink()
+    state_dir.mkdir()
+    kill_and_wait_for_restart(tree, "alpha", pid, 2)
+    wait_for(lambda: tree.log_lines("is written again"), 10, what="state file written again")
+    assert len(tree.log_lines("cannot write the state file")) == 1
+    assert tree.process.poll() is None
