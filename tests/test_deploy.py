@@ -494,6 +494,7 @@ awk '{ print $5 }' /proc/self/mountinfo | sort -u | while read -r target; do
     esac
 done
 cd "$BASE/run"
+umask 0027
 exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \\
     --inh-caps=-all --bounding-set=-all \\
     env -i PATH=/usr/bin:/bin LANG=C.UTF-8 HOME=/ TMPDIR="$BASE/tmp" \\
@@ -654,6 +655,25 @@ def assert_sandboxed(pid):
     assert "ro" in root_mount[5].split(",")
 
 
+def assert_an_operator_reads_status_and_logs(installed, config):
+    """A member of the service's group (nobody's, here) reads the state and the
+    logs over SSH; another user gets one line, not a traceback."""
+    edgesense = installed / VENV / "bin/edgesense"
+
+    def as_user(groups, *args):
+        return run(["setpriv", "--reuid=4242", "--regid=4242", f"--groups={groups}" if groups else "--clear-groups",
+                    edgesense, *args, "--config", config])
+
+    status = ok(as_user("65534", "status"))
+    assert [line.split()[:3] for line in status.stdout.splitlines() if line.split()[:1] == ["button"]] == [
+        ["button", "button", "running"]]
+    logs = ok(as_user("65534", "logs", "-n", "3"))
+    assert len(logs.stdout.splitlines()) == 3
+    stranger = as_user("", "logs", "-n", "3")
+    assert stranger.returncode != 0
+    assert len(stranger.stderr.splitlines()) == 1 and "Traceback" not in stranger.stderr
+
+
 def unit_command(key, installed, config):
     """The unit's own command line, pointed at the --root install."""
     (line,) = unit_settings(UNIT)[key]
@@ -692,6 +712,7 @@ def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed
             children = [state["listener"]["pid"]] + [sensor["pid"] for sensor in state["sensors"]]
             for pid in [service.pid, *children]:
                 assert_sandboxed(pid)
+            assert_an_operator_reads_status_and_logs(installed, config)
 
             reload = [word.replace("$MAINPID", str(service.pid)) for word in unit_settings(UNIT)["ExecReload"][0].split()]
             ok(run(reload))
