@@ -248,11 +248,7 @@ def test_second_install_changes_nothing(installed, wheel, wheelhouse):
 
 
 def test_installed_edgesense_checks_the_installed_config(installed):
-    edgesense = installed / VENV / "bin/edgesense"
-    if run([edgesense, "check", "--help"]).returncode != 0:
-        pytest.skip("`edgesense check` has not landed yet (CLI issue 5)")
-
-    result = run([edgesense, "check", "--config", installed / CONFIG])
+    result = run([installed / VENV / "bin/edgesense", "check", "--config", installed / CONFIG])
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -267,15 +263,18 @@ def test_default_config_is_the_packaged_example_with_service_paths(installed):
 
 
 def test_install_keeps_an_existing_config(installed, wheel, wheelhouse, tmp_path):
-    edited = (installed / CONFIG).read_text() + "# edited by hand\n"
+    original = (installed / CONFIG).read_text()
+    edited = original + "# edited by hand\n"
     (installed / CONFIG).write_text(edited)
     other = tmp_path / "other.toml"
     other.write_text("[logging]\n")
+    try:
+        result = ok(install(installed, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", other))
 
-    result = ok(install(installed, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", other))
-
-    assert (installed / CONFIG).read_text() == edited
-    assert "config: kept" in result.stdout
+        assert (installed / CONFIG).read_text() == edited
+        assert "config: kept" in result.stdout
+    finally:
+        (installed / CONFIG).write_text(original)
 
 
 def test_a_venv_of_another_python_version_is_made_anew(fresh_install, wheel, wheelhouse):
