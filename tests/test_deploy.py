@@ -387,16 +387,17 @@ def test_help_names_every_option():
 FAKE_SYSTEMCTL = """\
 #!/bin/sh
 echo "$*" >>"$SANDBOX/systemctl.log"
+for unit in "$@"; do :; done
 case $1 in
-    is-active) [ -f "$SANDBOX/active" ] ;;
-    start|restart) touch "$SANDBOX/active" ;;
-    disable) rm -f "$SANDBOX/active" ;;
+    is-active) [ -f "$SANDBOX/active-$unit" ] ;;
+    start|restart) touch "$SANDBOX/active-$unit" ;;
+    disable) rm -f "$SANDBOX/active-$unit" ;;
 esac
 """
 
-SANDBOX_SCRIPT = """\
+SANDBOX_SETUP = """\
 set -eu
-: "${SANDBOX:?}" "${INSTALL:?}"
+: "${SANDBOX:?}"
 mount --make-rprivate /
 cp -a /etc "$SANDBOX/etc"
 mkdir "$SANDBOX/sysusers.d"
@@ -405,8 +406,16 @@ mount --bind "$SANDBOX/etc" /etc
 mount --bind "$SANDBOX/sysusers.d" /usr/lib/sysusers.d
 mount -t tmpfs edgesense-test /opt
 mount -t tmpfs edgesense-test /usr/local/bin
+mkdir -p "$SANDBOX/bin"
+cat >"$SANDBOX/bin/systemctl" <<'EOF'
+""" + FAKE_SYSTEMCTL + """EOF
+chmod 0755 "$SANDBOX/bin/systemctl"
+export PATH="$SANDBOX/bin:$PATH"
+"""
+
+SANDBOX_SCRIPT = SANDBOX_SETUP + """\
 useradd --no-create-home tester
-export PATH="$SANDBOX/bin:$PATH" SUDO_USER=tester
+export SUDO_USER=tester
 for run in first second; do
     echo "--- $run" >>"$SANDBOX/systemctl.log"
     sh "$INSTALL" --python "$PYTHON" --wheel "$WHEEL" --wheelhouse "$WHEELHOUSE" >"$SANDBOX/$run.out" 2>&1
@@ -429,9 +438,7 @@ def can_unshare_mounts():
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
 def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, wheel, wheelhouse):
     sandbox = tmp_path / "sandbox"
-    (sandbox / "bin").mkdir(parents=True)
-    (sandbox / "bin/systemctl").write_text(FAKE_SYSTEMCTL)
-    (sandbox / "bin/systemctl").chmod(0o755)
+    sandbox.mkdir()
     environment = dict(os.environ, SANDBOX=str(sandbox), INSTALL=str(INSTALL), PYTHON=venv_python(),
                        WHEEL=str(wheel), WHEELHOUSE=str(wheelhouse))
 
@@ -749,7 +756,8 @@ def boot_partition(tmp_path, wheelhouse):
     shutil.copytree(DEPLOY, payload, symlinks=False)
     shutil.copytree(wheelhouse, payload / "wheels")
     (payload / "config.toml").write_text(
-        '[logging]\ndir = "logs"\n\n[supervisor]\nstate_file = "/srv/edgesense/state.json"\n'
+        '[logging]\ndir = "logs"\n\n[supervisor]\nstate_file = "/srv/edgesense/state.json"\n\n'
+        '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10.0\n'
     )
     return root
 
@@ -782,6 +790,57 @@ def test_firstboot_installs_from_the_boot_partition_then_disarms(boot_partition)
     assert (payload / "firstboot.sh.done").is_file()
     assert "install.sh: unit: installing" in (payload / "firstboot.log").read_text()
     assert "disarmed" in result.stdout
+
+
+FIRSTBOOT_SCRIPT = SANDBOX_SETUP + """\
+: "${PAYLOAD:?}"
+mount -t tmpfs edgesense-test /boot
+mkdir /boot/firmware
+cp -a "$PAYLOAD" /boot/firmware/edgesense
+echo "--- arm" >>"$SANDBOX/systemctl.log"
+sh /boot/firmware/edgesense/firstboot.sh --arm --now >"$SANDBOX/arm.out" 2>&1
+ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-armed"
+echo "--- boot" >>"$SANDBOX/systemctl.log"
+/bin/sh /boot/firmware/edgesense/firstboot.sh >"$SANDBOX/boot.out" 2>&1
+ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-after"
+ls -A /boot/firmware/edgesense >"$SANDBOX/payload-after"
+cp /etc/group /etc/passwd "$SANDBOX/"
+"""
+
+
+@pytest.mark.skipif(not can_unshare_mounts(), reason="needs root and unshare(1) for a private mount namespace")
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+@pytest.mark.skipif(venv_python() != "/usr/bin/python3", reason="firstboot.sh uses /usr/bin/python3, which cannot make a venv here")
+def test_firstboot_on_the_host_arms_installs_for_the_first_user_and_disarms(boot_partition, tmp_path):
+    """The cloud-init way (--arm --now), then what the unit runs, on a host
+    sandboxed as in the install test above."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    environment = dict(os.environ, SANDBOX=str(sandbox),
+                       PAYLOAD=str(boot_partition / "boot/firmware/edgesense"))
+
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", FIRSTBOOT_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=60, cwd="/")
+
+    outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
+    assert result.returncode == 0, f"{result.stderr}\n{outputs}"
+    assert "edgesense-firstboot.service" in (sandbox / "wants-armed").read_text().split()
+    assert "edgesense-firstboot.service" not in (sandbox / "wants-after").read_text().split()
+    assert "firstboot.sh.done" in (sandbox / "payload-after").read_text().split()
+    assert "firstboot.sh" not in (sandbox / "payload-after").read_text().split()
+    first_user = next(line.split(":")[0] for line in (sandbox / "passwd").read_text().splitlines()
+                      if line.split(":")[2] == "1000")
+    groups = {line.split(":")[0]: line.split(":")[3].split(",") for line in (sandbox / "group").read_text().splitlines()}
+    assert groups["edgesense"] == [first_user]
+    assert (sandbox / "systemctl.log").read_text().splitlines() == [
+        "--- arm",
+        "daemon-reload", "start --no-block edgesense-firstboot.service",
+        "--- boot",
+        "daemon-reload", "enable --quiet edgesense.service", "is-active --quiet edgesense.service",
+        "start edgesense.service",
+    ]
+    assert "install.sh: service: starting" in outputs["boot"]
+    assert "firstboot.sh: disarmed" in outputs["boot"]
 
 
 def test_firstboot_failure_stays_armed(boot_partition):
