@@ -14,7 +14,9 @@
 # runs `firstboot.sh`, which runs install.sh, writes its output to
 # edgesense/firstboot.log on the boot partition, and on success disables the
 # unit and renames itself to firstboot.sh.done, so it never runs again. On
-# failure it stays armed and tries again at the next boot. README.md "Operating a device" walks through it.
+# failure it stays armed and tries again at the next boot, with the boot
+# partition's config.toml (fixed meanwhile) replacing the installed one.
+# README.md "Operating a device" walks through it.
 set -eu
 
 PROG=firstboot.sh
@@ -101,8 +103,10 @@ run_install() {
     else
         die "$PAYLOAD holds neither wheels/edgesense-*.whl nor src/pyproject.toml"
     fi
+    # While armed, the boot partition's config is the one to use: a person who
+    # read an error in firstboot.log fixes it there and boots again.
     if [ -f "$PAYLOAD/config.toml" ]; then
-        set -- "$@" --config "$PAYLOAD/config.toml"
+        set -- "$@" --config "$PAYLOAD/config.toml" --replace-config
     fi
     if [ -n "$R" ]; then
         set -- "$@" --root "$R"

@@ -277,6 +277,24 @@ def test_install_keeps_an_existing_config(installed, wheel, wheelhouse, tmp_path
         (installed / CONFIG).write_text(original)
 
 
+def test_replace_config_keeps_the_old_one_and_is_idempotent(installed, wheel, wheelhouse, tmp_path):
+    original = (installed / CONFIG).read_text()
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[logging]\ndir = "here"\n\n[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 5.0\n')
+    options = ["--wheel", wheel, "--wheelhouse", wheelhouse, "--config", mine, "--replace-config"]
+    try:
+        first = ok(install(installed, *options))
+        second = ok(install(installed, *options))
+
+        assert (installed / CONFIG).read_text() == mine.read_text().replace('"here"', '"/var/log/edgesense"')
+        assert (installed / CONFIG.with_suffix(".toml.old")).read_text() == original
+        assert f"config: replacing {installed / CONFIG}" in first.stdout
+        assert f"config: kept {installed / CONFIG} (the same as {mine})" in second.stdout
+    finally:
+        (installed / CONFIG).write_text(original)
+        (installed / CONFIG.with_suffix(".toml.old")).unlink(missing_ok=True)
+
+
 def test_a_venv_of_another_python_version_is_made_anew(fresh_install, wheel, wheelhouse):
     """After an OS upgrade the venv's python is another minor version: the
     stand-in below answers like a 3.9 would."""
@@ -841,6 +859,50 @@ def test_firstboot_on_the_host_arms_installs_for_the_first_user_and_disarms(boot
     ]
     assert "install.sh: service: starting" in outputs["boot"]
     assert "firstboot.sh: disarmed" in outputs["boot"]
+
+
+FIRSTBOOT_RETRY_SCRIPT = SANDBOX_SETUP + """\
+: "${PAYLOAD:?}"
+mount -t tmpfs edgesense-test /boot
+mkdir /boot/firmware
+cp -a "$PAYLOAD" /boot/firmware/edgesense
+sh /boot/firmware/edgesense/firstboot.sh --arm
+/bin/sh /boot/firmware/edgesense/firstboot.sh >"$SANDBOX/first.out" 2>&1 || echo $? >"$SANDBOX/first.status"
+cp /boot/firmware/edgesense/firstboot.log "$SANDBOX/first.log"
+ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-after-first"
+printf '%s\\n' '[[sensor]]' 'name = "load"' 'type = "load_average"' 'interval = 10.0' \\
+    >>/boot/firmware/edgesense/config.toml
+/bin/sh /boot/firmware/edgesense/firstboot.sh >"$SANDBOX/second.out" 2>&1
+ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-after-second"
+cp /etc/edgesense/config.toml "$SANDBOX/installed.toml"
+"""
+
+
+@pytest.mark.skipif(not can_unshare_mounts(), reason="needs root and unshare(1) for a private mount namespace")
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+@pytest.mark.skipif(venv_python() != "/usr/bin/python3", reason="firstboot.sh uses /usr/bin/python3, which cannot make a venv here")
+def test_a_config_error_at_first_boot_is_fixed_on_the_boot_partition(boot_partition, tmp_path):
+    """The keyboard-less loop: the error is in firstboot.log, the person fixes
+    config.toml on the boot partition, the next boot installs the fixed one."""
+    payload = boot_partition / "boot/firmware/edgesense"
+    (payload / "config.toml").write_text('[logging]\ndir = "logs"\n\n')
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    environment = dict(os.environ, SANDBOX=str(sandbox), PAYLOAD=str(payload))
+
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", FIRSTBOOT_RETRY_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=60, cwd="/")
+
+    outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
+    assert result.returncode == 0, f"{result.stderr}\n{outputs}"
+    assert (sandbox / "first.status").read_text() == "1\n"
+    assert "/etc/edgesense/config.toml: sensor: no [[sensor]] section" in (sandbox / "first.log").read_text()
+    assert "edgesense-firstboot.service" in (sandbox / "wants-after-first").read_text().split()
+    assert "install.sh: config: replacing /etc/edgesense/config.toml" in outputs["second"]
+    assert "firstboot.sh: disarmed" in outputs["second"]
+    assert "edgesense-firstboot.service" not in (sandbox / "wants-after-second").read_text().split()
+    installed = tomllib.loads((sandbox / "installed.toml").read_text())
+    assert (installed["logging"]["dir"], installed["sensor"][0]["name"]) == ("/var/log/edgesense", "load")
 
 
 def test_firstboot_failure_stays_armed(boot_partition):
