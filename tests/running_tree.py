@@ -2,6 +2,7 @@
 subprocess of its own session, with its config, logs and state file in a
 temporary directory."""
 
+import gzip
 import json
 import os
 import signal
@@ -109,20 +110,27 @@ class RunningTree:
             return all(e and e["state"] == "running" and e["pid"] for e in entries) and entries
         return wait_for(all_running, timeout, what=f"{names} running")
 
+    def all_files(self, live_name):
+        """The text of a log file and its rotated copies, oldest first."""
+        rotated = [p for p in self.log_dir.glob(f"{live_name}.[0-9]*") if not p.name.endswith(".tmp")]
+        rotated.sort(key=lambda p: int(p.name[len(live_name) + 1:].split(".")[0]), reverse=True)
+        texts = []
+        for path in [*rotated, self.log_dir / live_name]:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            texts.append((gzip.decompress(data) if path.suffix == ".gz" else data).decode())
+        return "".join(texts)
+
     def log_text(self):
-        try:
-            return (self.log_dir / "edgesense.log").read_text()
-        except FileNotFoundError:
-            return ""
+        return self.all_files("edgesense.log")
 
     def log_lines(self, containing=""):
         return [line for line in self.log_text().splitlines() if containing in line]
 
     def readings(self, sensor=None):
-        try:
-            lines = (self.log_dir / "readings.jsonl").read_text().splitlines()
-        except FileNotFoundError:
-            return []
+        lines = self.all_files("readings.jsonl").splitlines()
         records = [json.loads(line) for line in lines if line.strip()]
         return [r for r in records if sensor is None or r["sensor"] == sensor]
 

@@ -345,3 +345,25 @@ def test_a_state_file_that_cannot_be_written_is_reported_once(make_tree, tmp_pat
     wait_for(lambda: tree.log_lines("is written again"), 10, what="state file written again")
     assert len(tree.log_lines("cannot write the state file")) == 1
     assert tree.process.poll() is None
+
+
+def test_readings_survive_rotation_and_compression(make_tree):
+    tree = make_tree(
+        """
+        [[sensor]]
+        name = "steady"
+        type = "sensorkit:Counter"
+        interval = 0.01
+        """,
+        logging_extra="",
+    )
+    tree.config_path.write_text(tree.config_path.read_text()
+                                .replace("compress = false", "compress = true")
+                                .replace("max_file_bytes = 1048576", "max_file_bytes = 8192"))
+    tree.start()
+    wait_for(lambda: len(list(tree.log_dir.glob("readings.jsonl.*.gz"))) >= 2, 20, what="compressed rotations")
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    values = [r["value"] for r in tree.readings("steady")]
+    assert values == list(range(len(values)))
+    assert len(tree.log_lines("reading sensor=steady")) == len(values)
