@@ -14,7 +14,9 @@
 # runs `firstboot.sh`, which runs install.sh, writes its output to
 # edgesense/firstboot.log on the boot partition, and on success disables the
 # unit and renames itself to firstboot.sh.done, so it never runs again. On
-# failure it stays armed and tries again at the next boot. README.md "Operating a device" walks through it.
+# failure it stays armed and tries again at the next boot, with the boot
+# partition's config.toml (fixed meanwhile) replacing the installed one.
+# README.md "Operating a device" walks through it.
 set -eu
 
 PROG=firstboot.sh
@@ -35,7 +37,13 @@ EOF
 }
 
 say() { printf '%s: %s\n' "$PROG" "$*"; }
-die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+# Also into the log on the boot partition: without a keyboard, that file is
+# what a person reads.
+die() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+    printf '%s: error: %s\n' "$PROG" "$*" >>"${LOG:-/dev/null}" 2>/dev/null || true
+    exit 1
+}
 
 ROOT=
 ACTION=install
@@ -51,6 +59,7 @@ while [ $# -gt 0 ]; do
 done
 
 PAYLOAD=$(cd "$(dirname "$0")" && pwd)
+LOG=$PAYLOAD/firstboot.log
 R=
 if [ -n "$ROOT" ]; then
     R=$(cd "$ROOT" && pwd) || die "--root $ROOT: no such folder"
@@ -78,40 +87,40 @@ disarm() {
     say "disarmed: $UNIT disabled, $PAYLOAD/$PROG renamed to $PROG.done"
 }
 
-install_options() {
+the_wheel() {
     set -- "$PAYLOAD"/wheels/edgesense-*.whl
-    if [ -f "$1" ]; then
-        [ $# -eq 1 ] || die "more than one edgesense wheel in $PAYLOAD/wheels: keep one"
-        printf '%s\n' --wheel "$1" --wheelhouse "$PAYLOAD/wheels"
-    elif [ -f "$PAYLOAD/src/pyproject.toml" ]; then
-        printf '%s\n' --source "$PAYLOAD/src"
-    else
-        die "$PAYLOAD holds neither wheels/edgesense-*.whl nor src/pyproject.toml"
-    fi
-    if [ -f "$PAYLOAD/config.toml" ]; then
-        printf '%s\n' --config "$PAYLOAD/config.toml"
-    fi
-    if [ -n "$R" ]; then
-        printf '%s\n' --root "$R"
-    elif first_user=$(getent passwd 1000 | cut -d: -f1) && [ -n "$first_user" ]; then
-        # The Imager's user, so that `edgesense logs` works over SSH.
-        printf '%s\n' --operator "$first_user"
-    fi
+    [ -f "$1" ] || return 0
+    [ $# -eq 1 ] || die "more than one edgesense wheel in $PAYLOAD/wheels: keep one"
+    printf '%s\n' "$1"
 }
 
 run_install() {
-    log=$PAYLOAD/firstboot.log
-    options=$(install_options)
-    say "installing edgesense (log: $log)"
-    # Paths from the boot partition hold no spaces (the folder layout is ours),
-    # so the options split on newlines and spaces alike.
-    # shellcheck disable=SC2086
-    if sh "$PAYLOAD/install.sh" $options >"$log" 2>&1; then
-        cat "$log"
+    wheel=$(the_wheel)
+    if [ -n "$wheel" ]; then
+        set -- --wheel "$wheel" --wheelhouse "$PAYLOAD/wheels"
+    elif [ -f "$PAYLOAD/src/pyproject.toml" ]; then
+        set -- --source "$PAYLOAD/src"
+    else
+        die "$PAYLOAD holds neither wheels/edgesense-*.whl nor src/pyproject.toml"
+    fi
+    # While armed, the boot partition's config is the one to use: a person who
+    # read an error in firstboot.log fixes it there and boots again.
+    if [ -f "$PAYLOAD/config.toml" ]; then
+        set -- "$@" --config "$PAYLOAD/config.toml" --replace-config
+    fi
+    if [ -n "$R" ]; then
+        set -- "$@" --root "$R"
+    elif first_user=$(getent passwd 1000 | cut -d: -f1) && [ -n "$first_user" ]; then
+        # The Imager's user, so that `edgesense logs` works over SSH.
+        set -- "$@" --operator "$first_user"
+    fi
+    say "installing edgesense (log: $LOG)"
+    if sh "$PAYLOAD/install.sh" "$@" >"$LOG" 2>&1; then
+        cat "$LOG"
         disarm
     else
         status=$?
-        cat "$log"
+        cat "$LOG"
         say "install failed (status $status); armed again for the next boot"
         exit "$status"
     fi

@@ -36,6 +36,8 @@ Options:
   --wheelhouse DIR   take the package and its dependencies from DIR only, no
                      index (a folder made by \`pip wheel -w DIR .\`)
   --config FILE      the config to install when $CONFIG does not exist yet
+  --replace-config   install --config FILE even over an existing config (which
+                     is kept as config.toml.old)
   --python PATH      the Python that creates the venv (default /usr/bin/python3,
                      which has Raspberry Pi OS's python3-lgpio)
   --operator USER    add USER to group edgesense, so they can read the logs and
@@ -61,6 +63,7 @@ WHEEL=
 SOURCE=
 WHEELHOUSE=
 CONFIG_SOURCE=
+REPLACE_CONFIG=no
 PYTHON=/usr/bin/python3
 OPERATOR=${SUDO_USER:-}
 ACTION=install
@@ -73,6 +76,7 @@ while [ $# -gt 0 ]; do
         --source) need_value "$@"; SOURCE=$2; shift 2 ;;
         --wheelhouse) need_value "$@"; WHEELHOUSE=$2; shift 2 ;;
         --config) need_value "$@"; CONFIG_SOURCE=$2; shift 2 ;;
+        --replace-config) REPLACE_CONFIG=yes; shift ;;
         --python) need_value "$@"; PYTHON=$2; shift 2 ;;
         --operator) [ $# -ge 2 ] || usage_error "--operator needs a value"; OPERATOR=$2; shift 2 ;;
         --root) need_value "$@"; ROOT=$2; shift 2 ;;
@@ -128,9 +132,12 @@ make_venv() {
 
 pip() { "$R$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
 
-pip_source_options() {
+# pip, taking packages from the wheelhouse alone when there is one.
+pip_from_sources() {
     if [ -n "$WHEELHOUSE" ]; then
-        printf '%s\n' --no-index --find-links "$WHEELHOUSE"
+        pip "$@" --no-index --find-links "$WHEELHOUSE"
+    else
+        pip "$@"
     fi
 }
 
@@ -156,8 +163,7 @@ build_wheel() {
     mkdir "$WORK/src"
     tar -C "$src" -cf - --exclude=./.git --exclude=./build --exclude='./*.egg-info' \
         --exclude=./.venv --exclude=./venv --exclude=__pycache__ . | tar -C "$WORK/src" -xf -
-    # shellcheck disable=SC2046
-    pip wheel --quiet --no-deps $(pip_source_options) --wheel-dir "$WORK" "$WORK/src" >&2 \
+    pip_from_sources wheel --quiet --no-deps --wheel-dir "$WORK" "$WORK/src" >&2 \
         || die "could not build the package from $src"
     set -- "$WORK"/edgesense-*.whl
     [ -f "$1" ] || die "building $src gave no edgesense wheel"
@@ -180,8 +186,7 @@ install_package() {
         rm -f "$R$PREFIX/installed-wheel"
         pip uninstall --quiet --yes edgesense
     fi
-    # shellcheck disable=SC2046
-    pip install --quiet $(pip_source_options) "$wheel" || die "pip could not install $wheel"
+    pip_from_sources install --quiet "$wheel" || die "pip could not install $wheel"
     printf '%s\n' "$stamp" >"$R$PREFIX/installed-wheel"
     CHANGED=yes
 }
@@ -215,7 +220,7 @@ example_config() {
 
 install_config() {
     target=$R$CONFIG
-    if [ -e "$target" ]; then
+    if [ -e "$target" ] && [ "$REPLACE_CONFIG" = no ]; then
         say "config: kept $target"
         return
     fi
@@ -224,9 +229,18 @@ install_config() {
     else
         source=$(example_config)
     fi
-    say "config: writing $target from $source (a relative log dir or state file becomes $LOG_DIR or $STATE_FILE)"
     mkdir -p "$(dirname "$target")"
     rewrite_paths "$source" >"$target.new"
+    if [ -e "$target" ] && cmp -s "$target.new" "$target"; then
+        rm "$target.new"
+        say "config: kept $target (the same as $source)"
+        return
+    fi
+    if [ -e "$target" ]; then
+        cp -p "$target" "$target.old"
+        say "config: replacing $target (the previous one is $target.old)"
+    fi
+    say "config: writing $target from $source (a relative log dir or state file becomes $LOG_DIR or $STATE_FILE)"
     chmod 0644 "$target.new"
     mv "$target.new" "$target"
     CHANGED=yes
@@ -327,6 +341,7 @@ check_inputs() {
     fi
     [ -z "$WHEELHOUSE" ] || [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE: no such folder"
     [ -z "$CONFIG_SOURCE" ] || [ -f "$CONFIG_SOURCE" ] || die "--config $CONFIG_SOURCE: no such file"
+    [ "$REPLACE_CONFIG" = no ] || [ -n "$CONFIG_SOURCE" ] || die "--replace-config needs --config FILE"
     check_python
 }
 

@@ -248,11 +248,7 @@ def test_second_install_changes_nothing(installed, wheel, wheelhouse):
 
 
 def test_installed_edgesense_checks_the_installed_config(installed):
-    edgesense = installed / VENV / "bin/edgesense"
-    if run([edgesense, "check", "--help"]).returncode != 0:
-        pytest.skip("`edgesense check` has not landed yet (CLI issue 5)")
-
-    result = run([edgesense, "check", "--config", installed / CONFIG])
+    result = run([installed / VENV / "bin/edgesense", "check", "--config", installed / CONFIG])
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -267,15 +263,36 @@ def test_default_config_is_the_packaged_example_with_service_paths(installed):
 
 
 def test_install_keeps_an_existing_config(installed, wheel, wheelhouse, tmp_path):
-    edited = (installed / CONFIG).read_text() + "# edited by hand\n"
+    original = (installed / CONFIG).read_text()
+    edited = original + "# edited by hand\n"
     (installed / CONFIG).write_text(edited)
     other = tmp_path / "other.toml"
     other.write_text("[logging]\n")
+    try:
+        result = ok(install(installed, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", other))
 
-    result = ok(install(installed, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", other))
+        assert (installed / CONFIG).read_text() == edited
+        assert "config: kept" in result.stdout
+    finally:
+        (installed / CONFIG).write_text(original)
 
-    assert (installed / CONFIG).read_text() == edited
-    assert "config: kept" in result.stdout
+
+def test_replace_config_keeps_the_old_one_and_is_idempotent(installed, wheel, wheelhouse, tmp_path):
+    original = (installed / CONFIG).read_text()
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[logging]\ndir = "here"\n\n[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 5.0\n')
+    options = ["--wheel", wheel, "--wheelhouse", wheelhouse, "--config", mine, "--replace-config"]
+    try:
+        first = ok(install(installed, *options))
+        second = ok(install(installed, *options))
+
+        assert (installed / CONFIG).read_text() == mine.read_text().replace('"here"', '"/var/log/edgesense"')
+        assert (installed / CONFIG.with_suffix(".toml.old")).read_text() == original
+        assert f"config: replacing {installed / CONFIG}" in first.stdout
+        assert f"config: kept {installed / CONFIG} (the same as {mine})" in second.stdout
+    finally:
+        (installed / CONFIG).write_text(original)
+        (installed / CONFIG.with_suffix(".toml.old")).unlink(missing_ok=True)
 
 
 def test_a_venv_of_another_python_version_is_made_anew(fresh_install, wheel, wheelhouse):
@@ -388,16 +405,17 @@ def test_help_names_every_option():
 FAKE_SYSTEMCTL = """\
 #!/bin/sh
 echo "$*" >>"$SANDBOX/systemctl.log"
+for unit in "$@"; do :; done
 case $1 in
-    is-active) [ -f "$SANDBOX/active" ] ;;
-    start|restart) touch "$SANDBOX/active" ;;
-    disable) rm -f "$SANDBOX/active" ;;
+    is-active) [ -f "$SANDBOX/active-$unit" ] ;;
+    start|restart) touch "$SANDBOX/active-$unit" ;;
+    disable) rm -f "$SANDBOX/active-$unit" ;;
 esac
 """
 
-SANDBOX_SCRIPT = """\
+SANDBOX_SETUP = """\
 set -eu
-: "${SANDBOX:?}" "${INSTALL:?}"
+: "${SANDBOX:?}"
 mount --make-rprivate /
 cp -a /etc "$SANDBOX/etc"
 mkdir "$SANDBOX/sysusers.d"
@@ -406,8 +424,16 @@ mount --bind "$SANDBOX/etc" /etc
 mount --bind "$SANDBOX/sysusers.d" /usr/lib/sysusers.d
 mount -t tmpfs edgesense-test /opt
 mount -t tmpfs edgesense-test /usr/local/bin
+mkdir -p "$SANDBOX/bin"
+cat >"$SANDBOX/bin/systemctl" <<'EOF'
+""" + FAKE_SYSTEMCTL + """EOF
+chmod 0755 "$SANDBOX/bin/systemctl"
+export PATH="$SANDBOX/bin:$PATH"
+"""
+
+SANDBOX_SCRIPT = SANDBOX_SETUP + """\
 useradd --no-create-home tester
-export PATH="$SANDBOX/bin:$PATH" SUDO_USER=tester
+export SUDO_USER=tester
 for run in first second; do
     echo "--- $run" >>"$SANDBOX/systemctl.log"
     sh "$INSTALL" --python "$PYTHON" --wheel "$WHEEL" --wheelhouse "$WHEELHOUSE" >"$SANDBOX/$run.out" 2>&1
@@ -430,9 +456,7 @@ def can_unshare_mounts():
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
 def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, wheel, wheelhouse):
     sandbox = tmp_path / "sandbox"
-    (sandbox / "bin").mkdir(parents=True)
-    (sandbox / "bin/systemctl").write_text(FAKE_SYSTEMCTL)
-    (sandbox / "bin/systemctl").chmod(0o755)
+    sandbox.mkdir()
     environment = dict(os.environ, SANDBOX=str(sandbox), INSTALL=str(INSTALL), PYTHON=venv_python(),
                        WHEEL=str(wheel), WHEELHOUSE=str(wheelhouse))
 
@@ -494,6 +518,7 @@ awk '{ print $5 }' /proc/self/mountinfo | sort -u | while read -r target; do
     esac
 done
 cd "$BASE/run"
+umask 0027
 exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \\
     --inh-caps=-all --bounding-set=-all \\
     env -i PATH=/usr/bin:/bin LANG=C.UTF-8 HOME=/ TMPDIR="$BASE/tmp" \\
@@ -654,6 +679,25 @@ def assert_sandboxed(pid):
     assert "ro" in root_mount[5].split(",")
 
 
+def assert_an_operator_reads_status_and_logs(installed, config):
+    """A member of the service's group (nobody's, here) reads the state and the
+    logs over SSH; another user gets one line, not a traceback."""
+    edgesense = installed / VENV / "bin/edgesense"
+
+    def as_user(groups, *args):
+        return run(["setpriv", "--reuid=4242", "--regid=4242", f"--groups={groups}" if groups else "--clear-groups",
+                    edgesense, *args, "--config", config])
+
+    status = ok(as_user("65534", "status"))
+    assert [line.split()[:3] for line in status.stdout.splitlines() if line.split()[:1] == ["button"]] == [
+        ["button", "button", "running"]]
+    logs = ok(as_user("65534", "logs", "-n", "3"))
+    assert len(logs.stdout.splitlines()) == 3
+    stranger = as_user("", "logs", "-n", "3")
+    assert stranger.returncode != 0
+    assert len(stranger.stderr.splitlines()) == 1 and "Traceback" not in stranger.stderr
+
+
 def unit_command(key, installed, config):
     """The unit's own command line, pointed at the --root install."""
     (line,) = unit_settings(UNIT)[key]
@@ -692,6 +736,7 @@ def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed
             children = [state["listener"]["pid"]] + [sensor["pid"] for sensor in state["sensors"]]
             for pid in [service.pid, *children]:
                 assert_sandboxed(pid)
+            assert_an_operator_reads_status_and_logs(installed, config)
 
             reload = [word.replace("$MAINPID", str(service.pid)) for word in unit_settings(UNIT)["ExecReload"][0].split()]
             ok(run(reload))
@@ -722,13 +767,15 @@ def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed
 
 @pytest.fixture
 def boot_partition(tmp_path, wheelhouse):
-    """A root file system with the boot partition as README says to fill it."""
-    root = tmp_path / "root"
+    """A root file system with the boot partition as README says to fill it
+    (at a path with a space, which every script must quote)."""
+    root = tmp_path / "root fs"
     payload = root / "boot/firmware/edgesense"
     shutil.copytree(DEPLOY, payload, symlinks=False)
     shutil.copytree(wheelhouse, payload / "wheels")
     (payload / "config.toml").write_text(
-        '[logging]\ndir = "logs"\n\n[supervisor]\nstate_file = "/srv/edgesense/state.json"\n'
+        '[logging]\ndir = "logs"\n\n[supervisor]\nstate_file = "/srv/edgesense/state.json"\n\n'
+        '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10.0\n'
     )
     return root
 
@@ -763,6 +810,101 @@ def test_firstboot_installs_from_the_boot_partition_then_disarms(boot_partition)
     assert "disarmed" in result.stdout
 
 
+FIRSTBOOT_SCRIPT = SANDBOX_SETUP + """\
+: "${PAYLOAD:?}"
+mount -t tmpfs edgesense-test /boot
+mkdir /boot/firmware
+cp -a "$PAYLOAD" /boot/firmware/edgesense
+echo "--- arm" >>"$SANDBOX/systemctl.log"
+sh /boot/firmware/edgesense/firstboot.sh --arm --now >"$SANDBOX/arm.out" 2>&1
+ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-armed"
+echo "--- boot" >>"$SANDBOX/systemctl.log"
+/bin/sh /boot/firmware/edgesense/firstboot.sh >"$SANDBOX/boot.out" 2>&1
+ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-after"
+ls -A /boot/firmware/edgesense >"$SANDBOX/payload-after"
+cp /etc/group /etc/passwd "$SANDBOX/"
+"""
+
+
+@pytest.mark.skipif(not can_unshare_mounts(), reason="needs root and unshare(1) for a private mount namespace")
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+@pytest.mark.skipif(venv_python() != "/usr/bin/python3", reason="firstboot.sh uses /usr/bin/python3, which cannot make a venv here")
+def test_firstboot_on_the_host_arms_installs_for_the_first_user_and_disarms(boot_partition, tmp_path):
+    """The cloud-init way (--arm --now), then what the unit runs, on a host
+    sandboxed as in the install test above."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    environment = dict(os.environ, SANDBOX=str(sandbox),
+                       PAYLOAD=str(boot_partition / "boot/firmware/edgesense"))
+
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", FIRSTBOOT_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=60, cwd="/")
+
+    outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
+    assert result.returncode == 0, f"{result.stderr}\n{outputs}"
+    assert "edgesense-firstboot.service" in (sandbox / "wants-armed").read_text().split()
+    assert "edgesense-firstboot.service" not in (sandbox / "wants-after").read_text().split()
+    assert "firstboot.sh.done" in (sandbox / "payload-after").read_text().split()
+    assert "firstboot.sh" not in (sandbox / "payload-after").read_text().split()
+    first_user = next(line.split(":")[0] for line in (sandbox / "passwd").read_text().splitlines()
+                      if line.split(":")[2] == "1000")
+    groups = {line.split(":")[0]: line.split(":")[3].split(",") for line in (sandbox / "group").read_text().splitlines()}
+    assert groups["edgesense"] == [first_user]
+    assert (sandbox / "systemctl.log").read_text().splitlines() == [
+        "--- arm",
+        "daemon-reload", "start --no-block edgesense-firstboot.service",
+        "--- boot",
+        "daemon-reload", "enable --quiet edgesense.service", "is-active --quiet edgesense.service",
+        "start edgesense.service",
+    ]
+    assert "install.sh: service: starting" in outputs["boot"]
+    assert "firstboot.sh: disarmed" in outputs["boot"]
+
+
+FIRSTBOOT_RETRY_SCRIPT = SANDBOX_SETUP + """\
+: "${PAYLOAD:?}"
+mount -t tmpfs edgesense-test /boot
+mkdir /boot/firmware
+cp -a "$PAYLOAD" /boot/firmware/edgesense
+sh /boot/firmware/edgesense/firstboot.sh --arm
+/bin/sh /boot/firmware/edgesense/firstboot.sh >"$SANDBOX/first.out" 2>&1 || echo $? >"$SANDBOX/first.status"
+cp /boot/firmware/edgesense/firstboot.log "$SANDBOX/first.log"
+ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-after-first"
+printf '%s\\n' '[[sensor]]' 'name = "load"' 'type = "load_average"' 'interval = 10.0' \\
+    >>/boot/firmware/edgesense/config.toml
+/bin/sh /boot/firmware/edgesense/firstboot.sh >"$SANDBOX/second.out" 2>&1
+ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-after-second"
+cp /etc/edgesense/config.toml "$SANDBOX/installed.toml"
+"""
+
+
+@pytest.mark.skipif(not can_unshare_mounts(), reason="needs root and unshare(1) for a private mount namespace")
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+@pytest.mark.skipif(venv_python() != "/usr/bin/python3", reason="firstboot.sh uses /usr/bin/python3, which cannot make a venv here")
+def test_a_config_error_at_first_boot_is_fixed_on_the_boot_partition(boot_partition, tmp_path):
+    """The keyboard-less loop: the error is in firstboot.log, the person fixes
+    config.toml on the boot partition, the next boot installs the fixed one."""
+    payload = boot_partition / "boot/firmware/edgesense"
+    (payload / "config.toml").write_text('[logging]\ndir = "logs"\n\n')
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    environment = dict(os.environ, SANDBOX=str(sandbox), PAYLOAD=str(payload))
+
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", FIRSTBOOT_RETRY_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=60, cwd="/")
+
+    outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
+    assert result.returncode == 0, f"{result.stderr}\n{outputs}"
+    assert (sandbox / "first.status").read_text() == "1\n"
+    assert "/etc/edgesense/config.toml: sensor: no [[sensor]] section" in (sandbox / "first.log").read_text()
+    assert "edgesense-firstboot.service" in (sandbox / "wants-after-first").read_text().split()
+    assert "install.sh: config: replacing /etc/edgesense/config.toml" in outputs["second"]
+    assert "firstboot.sh: disarmed" in outputs["second"]
+    assert "edgesense-firstboot.service" not in (sandbox / "wants-after-second").read_text().split()
+    installed = tomllib.loads((sandbox / "installed.toml").read_text())
+    assert (installed["logging"]["dir"], installed["sensor"][0]["name"]) == ("/var/log/edgesense", "load")
+
+
 def test_firstboot_failure_stays_armed(boot_partition):
     payload = boot_partition / "boot/firmware/edgesense"
     shutil.rmtree(payload / "wheels")
@@ -772,5 +914,6 @@ def test_firstboot_failure_stays_armed(boot_partition):
 
     assert result.returncode == 1
     assert "holds neither wheels/edgesense-*.whl nor src/pyproject.toml" in result.stderr
+    assert "holds neither" in (payload / "firstboot.log").read_text()
     assert (payload / "firstboot.sh").is_file()
     assert (boot_partition / WANTS_FIRSTBOOT).is_symlink()
