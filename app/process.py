@@ -13,8 +13,8 @@ STARTUP_GRACE = 15.0
 """Seconds a new worker may take to import, build its sensor and tick once."""
 
 STARTUP_CHECK = 0.5
-"""Seconds between looks at a new worker's heartbeat until its first tick:
-only then can its next deadline be known."""
+"""Seconds between looks at a starting worker's heartbeat: its first tick
+makes it running, and only then can its next deadline be known."""
 
 HANG_KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL for a hung worker."""
@@ -215,7 +215,7 @@ class ManagedSensor:
         if self.state in ALIVE:
             if self.kill_at is not None:
                 return self.kill_at
-            if self.heartbeat.tick == 0:
+            if self.state is SensorState.STARTING:
                 return min(self.hang_deadline(), self._now() + STARTUP_CHECK)
             return self.hang_deadline()
         return None

@@ -95,9 +95,13 @@ def test_stopped_to_starting_to_running_on_the_first_tick(managed, clock):
     assert managed.restarts == 0
 
 
-def test_starting_is_watched_until_the_first_tick(managed, clock):
+def test_starting_is_watched_until_it_runs(managed, clock):
     managed.attach(DummyProcess(10), DummyHeartbeat(), DummyPipe())
     assert managed.next_deadline() == clock.now + 0.5
+    managed.heartbeat.tick = clock.now
+    assert managed.next_deadline() == clock.now + 0.5
+    managed.check_started()
+    assert managed.next_deadline() == clock.now + 1.0 + 10.0 + 1.0
 
 
 def test_cut_off_restarts_at_once_without_backoff(managed, clock):
