@@ -69,7 +69,8 @@ def _install_handlers(settings):
         handlers.append(console)
     root = logging.getLogger()
     for handler in handlers:
-        handler.setLevel(settings.level)
+        if not isinstance(handler, ReadingsHandler):  # a reading that arrives is always kept
+            handler.setLevel(settings.level)
         root.addHandler(handler)
     root.setLevel(settings.level)
     return handlers
@@ -128,9 +129,10 @@ def _write_available(receiver, buffer, handlers):
 def _dispatch(datagram, handlers):
     try:
         record = decode_record(datagram)
+        level = int(record.levelno)
     except Exception as error:
         log.warning("dropped an undecodable log datagram of %d bytes: %r", len(datagram), error)
         return
     for handler in handlers:
-        if record.levelno >= handler.level:
+        if level >= handler.level:
             handler.handle(record)
