@@ -1,10 +1,32 @@
-"""The configuration file (TOML): defaults, validation, lookup."""
+"""The configuration file (TOML): defaults, validation, lookup.
 
-from dataclasses import dataclass, field
+``load_config(path)`` reads a file and returns a ``Config`` or raises
+``ConfigError`` with every problem found, one line each, in the form
+``<file>: <key path>: <what is wrong>``. Validation never creates anything:
+an unwritable log directory is found by looking at its nearest existing
+ancestor.
+"""
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from logging_setup import LogSettings
+from sensors import registry
+
+START_METHODS = ("fork", "forkserver", "spawn")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
+DEFAULT_LOG_DIR = "edgesense-logs"
+STATE_FILE_NAME = "edgesense.state.json"
+SENSOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SEARCH_PATHS = ("./edgesense.toml", "/etc/edgesense/config.toml")
+"""Where ``find_config`` looks after ``$EDGESENSE_CONFIG``, in order."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,9 @@ class GpioSettings:
 
 @dataclass(frozen=True)
 class Config:
+    """A validated configuration. ``path`` is None for one built in code
+    (the demo)."""
+
     path: Path | None
     logging: LogSettings
     supervisor: SupervisorSettings
@@ -60,6 +85,526 @@ class ConfigError(Exception):
         self.errors = list(errors)
 
 
-def load_config(path):
-    """Read and validate a config file; raise ConfigError with all errors."""
-    raise NotImplementedError
+# --- The schema: every key, its type, default, allowed range and meaning ---
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A value type: ``accepts`` says whether a TOML value has the type,
+    ``expected`` says in words what is allowed."""
+
+    accepts: Callable[[Any], bool]
+    expected: str
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+INTEGER = Kind(_is_int, "an integer")
+NUMBER = Kind(_is_number, "a number")
+BOOLEAN = Kind(lambda value: isinstance(value, bool), "true or false")
+STRING = Kind(lambda value: isinstance(value, str), "a string")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a section."""
+
+    name: str
+    kind: Kind
+    default: Any
+    meaning: str
+    minimum: float | None = None
+    minimum_inclusive: bool = True
+    choices: tuple[str, ...] = ()
+    unit: str = ""
+
+    def allowed(self):
+        """What is allowed, in words, for error messages."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        words = self.kind.expected
+        if self.minimum is not None:
+            words += f" {'>=' if self.minimum_inclusive else '>'} {self.minimum:g}"
+        if self.unit:
+            words += f" ({self.unit})"
+        return words
+
+    def problem(self, value):
+        """Why ``value`` is not allowed, or None."""
+        if not self.kind.accepts(value):
+            return f"{render(value)} is {describe(value)}; expected {self.allowed()}"
+        if self.choices and _normalize_choice(self, value) not in self.choices:
+            hint = _did_you_mean(str(value), self.choices)
+            return f"{render(value)} is not allowed; expected {self.allowed()}{hint}"
+        if self.minimum is not None:
+            too_small = value < self.minimum if self.minimum_inclusive else value <= self.minimum
+            if too_small:
+                return f"{render(value)} is out of range; expected {self.allowed()}"
+        if self.kind is STRING and not value.strip():
+            return f"{render(value)} is empty; expected {self.allowed()}"
+        return None
+
+
+def _normalize_choice(key, value):
+    return value.upper() if key.name == "level" else value.lower()
+
+
+def _default(cls, name):
+    for item in fields(cls):
+        if item.name == name:
+            return item.default if item.default is not MISSING else None
+    raise KeyError(name)
+
+
+def _seconds(cls, name, meaning, minimum=0, inclusive=False):
+    return Key(name, NUMBER, _default(cls, name), meaning, minimum, inclusive, unit="seconds")
+
+
+LOGGING_KEYS = (
+    Key("dir", STRING, DEFAULT_LOG_DIR,
+        "Folder of the log files (`edgesense.log`, `readings.jsonl` and their rotated copies)."),
+    Key("level", STRING, _default(LogSettings, "level"),
+        "Lowest level written to the log files and the console.", choices=LEVELS),
+    Key("max_file_bytes", INTEGER, _default(LogSettings, "max_file_bytes"),
+        "Size at which a log file is rotated.", 4096, unit="bytes"),
+    Key("max_total_bytes", INTEGER, _default(LogSettings, "max_total_bytes"),
+        "Storage budget of the log folder, live and rotated files together; "
+        "at least 2 x max_file_bytes (the live `edgesense.log` and `readings.jsonl`).", 8192, unit="bytes"),
+    Key("compress", BOOLEAN, _default(LogSettings, "compress"), "Gzip rotated files."),
+    Key("console", BOOLEAN, _default(LogSettings, "console"),
+        "Also print every record on stderr (the journal under systemd)."),
+)
+
+SUPERVISOR_KEYS = (
+    Key("start_method", STRING, _default(SupervisorSettings, "start_method"),
+        "How sensor processes are started.", choices=START_METHODS),
+    _seconds(SupervisorSettings, "backoff_initial", "First delay before restarting a sensor that stopped."),
+    _seconds(SupervisorSettings, "backoff_max", "Longest delay between restarts (the delay doubles up to this)."),
+    _seconds(SupervisorSettings, "stable_after",
+             "A sensor that ran this long gets its restart delay reset to backoff_initial."),
+    Key("max_restarts", INTEGER, _default(SupervisorSettings, "max_restarts"),
+        "More restarts than this within restart_window mark the sensor failed.", 1),
+    _seconds(SupervisorSettings, "restart_window", "The window in which max_restarts counts."),
+    _seconds(SupervisorSettings, "failed_cooldown", "How long a failed sensor rests before it is tried again."),
+    _seconds(SupervisorSettings, "stop_timeout",
+             "How long a sensor may take to stop before it is killed."),
+    Key("state_file", STRING, None,
+        f"The state file read by `edgesense status`; unset: `{STATE_FILE_NAME}` in the log folder."),
+)
+
+GPIO_KEYS = (
+    Key("pin_factory", STRING, None,
+        "gpiozero pin factory of every sensor; unset: `$GPIOZERO_PIN_FACTORY`, "
+        "else gpiozero's default.", choices=PIN_FACTORIES),
+)
+
+SENSOR_KEYS = (
+    Key("name", STRING, None,
+        "Unique name, 1 to 64 letters, digits, `_`, `.`, `-`; its process is `sensor:NAME`."),
+    Key("type", STRING, None,
+        "A built-in sensor type, or a custom one as `package.module:Class`."),
+    _seconds(SensorConfig, "interval", "Time between the starts of two readings."),
+    _seconds(SensorConfig, "read_timeout",
+             "A read that has not returned after this long is a hung sensor: it is restarted."),
+    Key("max_failures", INTEGER, _default(SensorConfig, "max_failures"),
+        "Failed reads in a row that end the sensor's process (then it is restarted).", 1),
+    Key("warn_above", NUMBER, None, "Log a WARNING when a reading is above this value."),
+    Key("warn_below", NUMBER, None, "Log a WARNING when a reading is below this value."),
+)
+
+SECTIONS = {
+    "logging": LOGGING_KEYS,
+    "supervisor": SUPERVISOR_KEYS,
+    "gpio": GPIO_KEYS,
+    "sensor": SENSOR_KEYS,
+}
+"""Every section and its keys; ``sensor`` is an array of tables whose other
+keys belong to the sensor type."""
+
+REQUIRED_SENSOR_KEYS = ("name", "type", "interval")
+
+
+# --- Rendering values in messages ---
+
+
+def render(value):
+    """A value as it was written in TOML, for messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return str(value)
+
+
+def describe(value):
+    """The TOML type of a value, in words."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"
+
+
+def _did_you_mean(word, candidates):
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+# --- Reading the file ---
+
+
+def read_toml(path):
+    """The file's TOML content as a dict; ConfigError (one line) when it
+    cannot be read, is not UTF-8 or is not valid TOML."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a config file"]) from None
+    except PermissionError:
+        raise ConfigError([f"{path}: cannot read: permission denied"]) from None
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror or error}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _line_column(raw, error.start)
+        raise ConfigError([
+            f"{path}: line {line}, column {column}: not UTF-8 text "
+            f"(byte 0x{raw[error.start]:02x}); save the file as UTF-8"
+        ]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{path}: {_syntax_message(error)}"]) from None
+
+
+def _line_column(raw, offset):
+    line = raw.count(b"\n", 0, offset) + 1
+    column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+    return line, column
+
+
+def _syntax_message(error):
+    """tomllib puts the position at the end of its message: move it first."""
+    message = str(error)
+    found = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message)
+    if found:
+        return f"line {found[2]}, column {found[3]}: invalid TOML: {found[1]}"
+    found = re.fullmatch(r"(.*) \(at end of document\)", message)
+    if found:
+        return f"at the end of the file: invalid TOML: {found[1]}"
+    return f"invalid TOML: {message}"
+
+
+# --- Validation ---
+
+
+class _Problems:
+    """Collects ``<source>: <key path>: <message>`` lines."""
+
+    def __init__(self, source):
+        self.source = source
+        self.lines = []
+
+    def add(self, key_path, message):
+        self.lines.append(f"{self.source}: {key_path}: {message}")
+
+
+def load_config(path, *, check_paths=True):
+    """Read and validate a config file; raise ConfigError with all errors.
+
+    Relative paths in the file resolve against the file's folder.
+    ``check_paths=False`` skips the writability checks of the log folder and
+    the state file, for commands that only read them (``status``, ``logs``).
+    """
+    data = read_toml(path)
+    absolute = Path(path).absolute()
+    return config_from_dict(data, path=absolute, base_dir=absolute.parent,
+                            source=str(path), check_paths=check_paths)
+
+
+def config_from_dict(data, *, path, base_dir, source, check_paths=True):
+    """Validate parsed TOML ``data``; relative paths resolve against
+    ``base_dir``; messages start with ``source``."""
+    problems = _Problems(source)
+    for section in data:
+        if section not in SECTIONS:
+            problems.add(section, "unknown section" + _did_you_mean(section, list(SECTIONS))
+                         + f" (allowed: {', '.join(SECTIONS)})")
+    log_settings = _log_settings(_section(data, "logging", problems), base_dir, problems)
+    supervisor_values = _section(data, "supervisor", problems)
+    supervisor = _supervisor_settings(supervisor_values, base_dir, log_settings, problems)
+    gpio = GpioSettings(**_section(data, "gpio", problems))
+    sensors = _sensors(data.get("sensor"), problems)
+    if check_paths:
+        _check_writable(log_settings.dir, "logging.dir", problems)
+        if supervisor_values["state_file"] is not None:
+            _check_state_file(supervisor.state_file, problems)
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    return Config(path=path, logging=log_settings, supervisor=supervisor, gpio=gpio,
+                  sensors=tuple(sensors))
+
+
+def _section(data, name, problems):
+    """The valid keys of a table section, with defaults filled in."""
+    keys = SECTIONS[name]
+    values = {key.name: key.default for key in keys}
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        problems.add(name, f"{render(table)} is {describe(table)}; expected a table [{name}]")
+        return values
+    values.update(_check_keys(table, keys, name, problems))
+    return values
+
+
+def _check_keys(table, keys, key_path, problems, *, unknown_ok=False):
+    """The keys of ``table`` that are valid; a problem for every other one."""
+    by_name = {key.name: key for key in keys}
+    valid = {}
+    for name, value in table.items():
+        key = by_name.get(name)
+        if key is None:
+            if not unknown_ok:
+                problems.add(f"{key_path}.{name}", "unknown key" + _did_you_mean(name, list(by_name))
+                             + f" (allowed: {', '.join(by_name)})")
+            continue
+        problem = key.problem(value)
+        if problem:
+            problems.add(f"{key_path}.{name}", problem)
+        else:
+            valid[name] = _normalize_choice(key, value) if key.choices else value
+    return valid
+
+
+def _resolve_path(text, base_dir):
+    return (Path(base_dir) / Path(text).expanduser()).absolute()
+
+
+def _log_settings(values, base_dir, problems):
+    if values["max_total_bytes"] < 2 * values["max_file_bytes"]:
+        problems.add("logging.max_total_bytes",
+                     f"{values['max_total_bytes']} is less than 2 x max_file_bytes "
+                     f"({2 * values['max_file_bytes']}); the budget must hold the live "
+                     "edgesense.log and readings.jsonl")
+    values = dict(values, dir=_resolve_path(values["dir"], base_dir))
+    return LogSettings(**values)
+
+
+def _supervisor_settings(values, base_dir, log_settings, problems):
+    if values["backoff_max"] < values["backoff_initial"]:
+        problems.add("supervisor.backoff_max",
+                     f"{values['backoff_max']!r} is less than backoff_initial "
+                     f"({values['backoff_initial']!r})")
+    if values["state_file"] is None:
+        state_file = log_settings.dir / STATE_FILE_NAME
+    else:
+        state_file = _resolve_path(values["state_file"], base_dir)
+    return SupervisorSettings(**dict(values, state_file=state_file))
+
+
+def _sensors(sections, problems):
+    if sections is None:
+        problems.add("sensor", "no [[sensor]] section; add at least one (see `edgesense init`)")
+        return []
+    if not isinstance(sections, list) or not all(isinstance(item, dict) for item in sections):
+        problems.add("sensor", f"{render(sections)} is {describe(sections)}; "
+                               "expected [[sensor]] sections (an array of tables)")
+        return []
+    if not sections:
+        problems.add("sensor", "no [[sensor]] section; add at least one (see `edgesense init`)")
+    names = _unique_names(sections)
+    sensors = []
+    pin_owners = {}
+    for index, table in enumerate(sections, start=1):
+        key_path = f'sensor "{names[index]}"' if names.get(index) else f"sensor[{index}]"
+        sensor = _sensor(table, key_path, pin_owners, problems)
+        if sensor is not None:
+            sensors.append(sensor)
+    _check_duplicate_names(sections, problems)
+    return sensors
+
+
+def _unique_names(sections):
+    """Index -> name for sections whose name is valid and used once, so that
+    messages can say ``sensor "door"`` instead of ``sensor[2]``."""
+    counts = {}
+    for table in sections:
+        name = table.get("name")
+        if isinstance(name, str):
+            counts[name] = counts.get(name, 0) + 1
+    return {index: table["name"] for index, table in enumerate(sections, start=1)
+            if isinstance(table.get("name"), str) and SENSOR_NAME.fullmatch(table["name"])
+            and counts[table["name"]] == 1}
+
+
+def _check_duplicate_names(sections, problems):
+    first_index = {}
+    for index, table in enumerate(sections, start=1):
+        name = table.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in first_index:
+            problems.add(f"sensor[{index}].name",
+                         f"{render(name)} is already the name of sensor[{first_index[name]}]; "
+                         "names must be unique")
+        else:
+            first_index[name] = index
+
+
+def _sensor(table, key_path, pin_owners, problems):
+    """A SensorConfig, or None after adding its problems."""
+    before = len(problems.lines)
+    common = _check_keys(table, SENSOR_KEYS, key_path, problems, unknown_ok=True)
+    options = {name: value for name, value in table.items()
+               if name not in {key.name for key in SENSOR_KEYS}}
+    for name in REQUIRED_SENSOR_KEYS:
+        if name not in table:
+            problems.add(f"{key_path}.{name}", f"missing; expected {_key(SENSOR_KEYS, name).allowed()}")
+    name = common.get("name")
+    if name is not None and not SENSOR_NAME.fullmatch(name):
+        problems.add(f"{key_path}.name", f"{render(name)} is not allowed; expected 1 to 64 "
+                                         "letters, digits, _ . - starting with a letter or digit")
+    above, below = common.get("warn_above"), common.get("warn_below")
+    if above is not None and below is not None and below >= above:
+        problems.add(f"{key_path}.warn_below",
+                     f"{render(below)} is not below warn_above ({render(above)})")
+    if "type" in common and _check_type(common["type"], options, key_path, problems):
+        _check_pins(common["type"], options, key_path, pin_owners, problems)
+    if len(problems.lines) > before:
+        return None
+    return SensorConfig(options=options, **common)
+
+
+def _key(keys, name):
+    return next(key for key in keys if key.name == name)
+
+
+def _check_type(type_name, options, key_path, problems):
+    """Whether the sensor type exists (or imports) and accepts ``options``;
+    a problem for each thing wrong."""
+    try:
+        registry.resolve(type_name)
+    except registry.SensorTypeError as error:
+        problems.add(f"{key_path}.type", str(error))
+        return False
+    except Exception as error:  # a custom type's module may raise anything on import
+        problems.add(f"{key_path}.type", f"cannot import {render(type_name)}: "
+                                         f"{type(error).__name__}: {error}")
+        return False
+    option_problems = registry.check_options(type_name, options)
+    for option, message in option_problems:
+        problems.add(f"{key_path}.{option}", message + _common_key_hint(option, message))
+    return not option_problems
+
+
+def _common_key_hint(option, message):
+    """A misspelt common key (``intervall``) reaches the type as an unknown
+    key of its own: point at the common key."""
+    if "unknown" not in message or "did you mean" in message:
+        return ""
+    return _did_you_mean(option, [key.name for key in SENSOR_KEYS])
+
+
+def _check_pins(type_name, options, key_path, pin_owners, problems):
+    """Two sensors on one pin: the later one gets the message. ``pins_of``
+    gives gpiozero's name of each pin, so 17 and "BOARD11" are one pin."""
+    for key, value in options.items():
+        for pin in registry.pins_of(type_name, {key: value}):
+            first = pin_owners.setdefault(pin, key_path)
+            if first != key_path:
+                problems.add(f"{key_path}.{key}",
+                             f"{render(value)} is already used by {first} (as {pin}); "
+                             "two sensors cannot share a pin")
+
+
+# --- Paths ---
+
+
+def _nearest_existing(path):
+    """``path`` or its nearest ancestor that exists."""
+    probe = path
+    while True:
+        try:
+            if probe.exists() or probe.parent == probe:
+                return probe
+        except OSError:
+            return probe
+        probe = probe.parent
+
+
+def _check_writable(directory, key_path, problems):
+    """The folder exists and is writable, or could be created."""
+    reason = _unwritable_reason(directory)
+    if reason:
+        problems.add(key_path, f"{render(str(directory))} {reason}")
+
+
+def _check_state_file(state_file, problems):
+    if state_file.is_dir():
+        problems.add("supervisor.state_file", f"{render(str(state_file))} is a folder; "
+                                              "expected a file path")
+        return
+    reason = _unwritable_reason(state_file.parent)
+    if reason:
+        problems.add("supervisor.state_file", f"{render(str(state_file))} cannot be written: "
+                                              f"its folder {reason}")
+
+
+def _unwritable_reason(directory):
+    """Why files cannot be written in ``directory`` (without creating it),
+    or None."""
+    existing = _nearest_existing(directory)
+    if existing == directory:
+        if not directory.is_dir():
+            return "exists and is not a folder"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return "is not writable"
+        return None
+    if not existing.is_dir():
+        return f"cannot be created: {existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be created: {existing} is not writable"
+    return None
+
+
+# --- Lookup ---
+
+
+def find_config(environ=None, cwd=None):
+    """The config file to use when none is given: ``$EDGESENSE_CONFIG``, then
+    ``./edgesense.toml``, then ``/etc/edgesense/config.toml``; None when none
+    exists (the caller runs the built-in demo). ``$EDGESENSE_CONFIG`` is
+    returned even if it does not exist, so that a typo is reported."""
+    environ = os.environ if environ is None else environ
+    if environ.get("EDGESENSE_CONFIG"):
+        return Path(environ["EDGESENSE_CONFIG"])
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    for candidate in SEARCH_PATHS:
+        path = cwd / candidate
+        if path.exists():
+            return path
+    return None

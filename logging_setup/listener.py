@@ -35,8 +35,8 @@ def run_listener(receiver, settings):
     the console) until the stop sentinel, then flush and close.
 
     Everything sent before the sentinel is written; records sent after it stay
-    in the socket for the next listener. SIGINT and SIGTERM are ignored (the
-    supervisor orders the stop); when the parent process dies the listener
+    in the socket for the next listener. SIGINT, SIGTERM and SIGHUP are
+    ignored (the supervisor orders stops and reloads); when the parent process dies the listener
     writes what is queued and returns, so it never lives on as an orphan.
     """
     _ignore_stop_signals()
@@ -48,9 +48,17 @@ def run_listener(receiver, settings):
         _remove_handlers(handlers)
 
 
+TREE_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What a terminal or ``systemctl kill`` sends to the whole process group;
+the supervisor orders stops and reloads, so the listener ignores them."""
+
+
 def _ignore_stop_signals():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Ignore TREE_SIGNALS, then unblock them: the supervisor starts every
+    child with them blocked, so none arrives before it is ignored."""
+    for signum in TREE_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, TREE_SIGNALS)
 
 
 def _install_handlers(settings):

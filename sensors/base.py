@@ -1,8 +1,13 @@
 """The Sensor interface and the Reading it returns."""
 
 import abc
+import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from numbers import Integral, Real
+from typing import Any, ClassVar, Mapping
+
+Problem = tuple[str, str]
+"""A problem with one option: ``(key, message)``."""
 
 
 @dataclass(frozen=True)
@@ -15,9 +20,53 @@ class Reading:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def as_reading(result, unit=""):
+    """The Reading for what a ``read()`` returned: a Reading or a plain number.
+
+    The value becomes a plain int or float (a bool becomes 0 or 1). A value
+    that is not a finite number (None, NaN, infinity: what many drivers
+    return for a failed read) raises ValueError, so the worker counts it as
+    a failed read.
+    """
+    reading = result if isinstance(result, Reading) else Reading(result, unit)
+    value = reading.value
+    if not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"read() gave {value!r}, not a finite number")
+    # Plain int or float (not bool, not numpy's types), so the value prints
+    # and serialises the same whatever the driver returned.
+    plain = int(value) if isinstance(value, Integral) else float(value)
+    if type(plain) is type(value):
+        return reading
+    return Reading(plain, reading.unit, reading.extra)
+
+
 class Sensor(abc.ABC):
     """A sensor type: built from its config section's type-specific keys as
-    keyword arguments, read on a schedule inside its own process."""
+    keyword arguments, read on a schedule inside its own process.
+
+    The keys a type accepts, which are required and their types come from
+    its constructor's signature and annotations; ``option_problems`` adds
+    the checks a signature cannot express (ranges, choices). Types that use
+    GPIO take ``pin_factory=`` and name their pin keys in ``pin_options``.
+    """
+
+    pin_options: ClassVar[tuple[str, ...]] = ()
+    """Option keys that name GPIO pins (for detecting two sensors on one pin)."""
+
+    uses_gpio: ClassVar[bool] = True
+    """False for types that never open a pin: their process then opens no
+    pin factory."""
+
+    @classmethod
+    def option_problems(cls, options: Mapping[str, Any]) -> list[Problem]:
+        """Problems the signature cannot express. ``options`` holds only keys
+        that are known and of the right type."""
+        return []
+
+    @property
+    def log_name(self) -> str:
+        """The logger a reading goes through: the module defining the type."""
+        return type(self).__module__
 
     @abc.abstractmethod
     def read(self) -> Reading:
@@ -31,3 +80,48 @@ class Sensor(abc.ABC):
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+class DeviceSensor(Sensor):
+    """A Sensor that owns one gpiozero device, released by ``close()``."""
+
+    def __init__(self, device):
+        self._device = device
+
+    @property
+    def device(self):
+        """The gpiozero device (raises once the sensor is closed)."""
+        if self._device is None:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        return self._device
+
+    def close(self) -> None:
+        device, self._device = self._device, None
+        if device is not None:
+            device.close()
+
+
+def at_least(options, key, low, *, inclusive=True) -> list[Problem]:
+    """A problem if ``options[key]`` is present and below ``low``."""
+    value = options.get(key)
+    if value is None or value > low or (inclusive and value == low):
+        return []
+    relation = "at least" if inclusive else "greater than"
+    return [(key, f"must be {relation} {low}, not {value!r}")]
+
+
+def between(options, key, low, high) -> list[Problem]:
+    """A problem if ``options[key]`` is present and outside ``low..high``."""
+    value = options.get(key)
+    if value is None or low <= value <= high:
+        return []
+    return [(key, f"must be between {low} and {high}, not {value!r}")]
+
+
+def one_of(options, key, choices) -> list[Problem]:
+    """A problem if ``options[key]`` is present and not one of ``choices``."""
+    value = options.get(key)
+    if value is None or value in choices:
+        return []
+    listed = ", ".join(repr(choice) for choice in choices)
+    return [(key, f"must be one of {listed}, not {value!r}")]

@@ -1,0 +1,145 @@
+"""``edgesense status``: the state file the supervisor writes, for a person.
+
+The state file (written atomically by the supervisor on every change)::
+
+    {"supervisor": {"pid": 812, "started": 1764078000.0, "state": "running",
+                    "updated": 1764078012.0},
+     "listener": {"pid": 815, "restarts": 0},
+     "sensors": [{"name": "door", "type": "button", "pid": 820,
+                  "state": "running", "restarts": 0, "last_exit": null,
+                  "last_reading": {"value": 1.0, "ts": 1764078010.5},
+                  "next_retry": null}]}
+
+Timestamps are epoch seconds. The supervisor's optional ``state`` is
+"stopped" once it has stopped cleanly; its optional ``updated`` is when the
+file was written.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+class StateFileError(Exception):
+    """The state file is missing or unreadable: one line for the person."""
+
+
+def read_state(path):
+    """The state file's text and its parsed content."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StateFileError(f"edgesense is not running: no state file at {path}") from None
+    except OSError as error:
+        raise StateFileError(f"cannot read the state file {path}: {error.strerror or error}") from None
+    try:
+        state = json.loads(text)
+    except ValueError as error:
+        raise StateFileError(f"{path}: not a state file (invalid JSON: {error})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("supervisor"), dict):
+        raise StateFileError(f"{path}: not a state file (no supervisor entry)")
+    return text, state
+
+
+def process_alive(pid):
+    """Whether ``pid`` is a live process. (A pid reused after a reboot would
+    look alive; comparing start times instead is wrong on a board without a
+    real-time clock, whose wall clock jumps when NTP syncs.)"""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user (the edgesense service user)
+    return True
+
+
+def describe_state(state, now=None):
+    """The state as lines for a person, and whether edgesense is running."""
+    now = time.time() if now is None else now
+    supervisor = state["supervisor"]
+    listener = state.get("listener") or {}
+    stopped = supervisor.get("state") == "stopped"  # the supervisor's last write on its way out
+    running = not stopped and process_alive(supervisor.get("pid"))
+    started = supervisor.get("started")
+    if stopped:
+        head = "edgesense is not running (it stopped); last known state:"
+    elif running:
+        head = (f"edgesense is running: supervisor pid {supervisor.get('pid')}, "
+                f"up {_duration(now - started) if _is_number(started) else '?'}; "
+                f"log listener pid {listener.get('pid', '?')}, "
+                f"restarted {listener.get('restarts', 0)} times"
+                + _written_ago(supervisor.get("updated"), now))
+    else:
+        head = (f"edgesense is not running (supervisor pid {supervisor.get('pid')} is gone); "
+                "last known state:")
+    return [head] + _sensor_table(state.get("sensors") or [], now), running
+
+
+def _written_ago(updated, now):
+    """The supervisor refreshes the readings in the file now and then: say
+    how old the file is."""
+    return f" (state written {_duration(now - updated)} ago)" if _is_number(updated) else ""
+
+
+def _sensor_table(sensors, now):
+    header = ("SENSOR", "TYPE", "STATE", "PID", "RESTARTS", "LAST EXIT", "LAST READING", "NEXT RETRY")
+    rows = [header] + [_sensor_row(sensor, now) for sensor in sensors if isinstance(sensor, dict)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in rows]
+
+
+def _sensor_row(sensor, now):
+    return (
+        str(sensor.get("name", "?")),
+        str(sensor.get("type", "?")),
+        str(sensor.get("state", "?")),
+        _or_dash(sensor.get("pid")),
+        str(sensor.get("restarts", 0)),
+        _or_dash(sensor.get("last_exit")),
+        _last_reading(sensor.get("last_reading"), now),
+        _next_retry(sensor.get("next_retry"), now),
+    )
+
+
+def _last_reading(reading, now):
+    if not isinstance(reading, dict):
+        return "-"
+    value = reading.get("value")
+    text = f"{value:g}" if _is_number(value) else str(value)
+    stamp = reading.get("ts")
+    return f"{text} ({_duration(now - stamp)} ago)" if _is_number(stamp) else text
+
+
+def _next_retry(stamp, now):
+    if not _is_number(stamp):
+        return "-"
+    return f"in {_duration(stamp - now)}" if stamp > now else "now"
+
+
+def _or_dash(value):
+    return "-" if value is None else str(value)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _duration(seconds):
+    """3 s, 4 min 05 s, 2 h 03 min, 3 d 04 h."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours:02d} h"

@@ -1,0 +1,144 @@
+"""``edgesense status`` on a running tree, a stopped one and no state file.
+The state file is written here as the supervisor writes it; a live pid (this
+test's own) stands for a running supervisor."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
+
+
+def edgesense(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("EDGESENSE_CONFIG", None)
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def dead_pid():
+    """The pid of a process that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
+
+
+def state(supervisor_pid, now):
+    """Ages and delays carry 0.9 s of slack for the time the command takes to start."""
+    return {
+        "supervisor": {"pid": supervisor_pid, "started": now - 3725},
+        "listener": {"pid": 4242, "restarts": 1},
+        "sensors": [
+            {"name": "door", "type": "button", "pid": 4250, "state": "running", "restarts": 0,
+             "last_exit": None, "last_reading": {"value": 1, "ts": now - 3}, "next_retry": None},
+            {"name": "temperature", "type": "cpu_temperature", "pid": None, "state": "backoff",
+             "restarts": 3, "last_exit": 1, "last_reading": {"value": 48.3, "ts": now - 125},
+             "next_retry": now + 8.9},
+            {"name": "tank", "type": "analog", "pid": None, "state": "failed", "restarts": 6,
+             "last_exit": "SIGKILL", "last_reading": None, "next_retry": now + 290.9},
+        ],
+    }
+
+
+def write_config(tmp_path, state_content=None):
+    (tmp_path / "edgesense.toml").write_text(
+        '[supervisor]\nstate_file = "run/state.json"\n' + ONE_SENSOR)
+    state_file = tmp_path / "run" / "state.json"
+    if state_content is not None:
+        state_file.parent.mkdir()
+        state_file.write_text(json.dumps(state_content))
+    return state_file
+
+
+def test_running_tree_one_line_per_sensor(tmp_path):
+    write_config(tmp_path, state(os.getpid(), time.time()))
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (f"edgesense is running: supervisor pid {os.getpid()}, up 1 h 02 min; "
+                        "log listener pid 4242, restarted 1 times")
+    assert lines[1].split() == ["SENSOR", "TYPE", "STATE", "PID", "RESTARTS", "LAST", "EXIT",
+                                "LAST", "READING", "NEXT", "RETRY"]
+    assert lines[2].split() == ["door", "button", "running", "4250", "0", "-", "1", "(3", "s",
+                                "ago)", "-"]
+    assert lines[3].split() == ["temperature", "cpu_temperature", "backoff", "-", "3", "1",
+                                "48.3", "(2", "min", "05", "s", "ago)", "in", "8", "s"]
+    assert lines[4].split() == ["tank", "analog", "failed", "-", "6", "SIGKILL", "-", "in", "4",
+                                "min", "50", "s"]
+    assert len(lines) == 5
+
+
+def test_running_tree_says_how_old_the_state_file_is(tmp_path):
+    document = state(os.getpid(), time.time())
+    document["supervisor"]["updated"] = time.time() - 12.1
+    write_config(tmp_path, document)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.stdout.splitlines()[0].endswith("restarted 1 times (state written 12 s ago)")
+
+
+def test_stopped_tree_says_not_running_and_shows_the_last_state(tmp_path):
+    pid = dead_pid()
+    write_config(tmp_path, state(pid, time.time()))
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"edgesense is not running (supervisor pid {pid} is gone); last known state:"
+    assert [text.split()[0] for text in lines[2:]] == ["door", "temperature", "tank"]
+
+
+def test_cleanly_stopped_tree_says_not_running(tmp_path):
+    document = state(os.getpid(), time.time())
+    document["supervisor"]["state"] = "stopped"
+    write_config(tmp_path, document)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == "edgesense is not running (it stopped); last known state:"
+
+
+def test_missing_state_file_says_not_running(tmp_path):
+    state_file = write_config(tmp_path)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"edgesense is not running: no state file at {state_file}\n"
+
+
+def test_without_config_status_reads_the_demo_state_file(tmp_path):
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr == ("edgesense is not running: no state file at "
+                             f"{tmp_path / 'edgesense-logs' / 'edgesense.state.json'}\n")
+
+
+def test_json_prints_the_state_file(tmp_path):
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+
+    result = edgesense("status", "--json", cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout == state_file.read_text() + "\n"
+
+
+def test_corrupt_state_file_is_one_line(tmp_path):
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    state_file.write_text('{"supervisor": ')
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{state_file}: not a state file (invalid JSON: ")
+    assert len(result.stderr.splitlines()) == 1

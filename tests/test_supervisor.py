@@ -1,0 +1,484 @@
+"""The supervisor with real processes and real signals, under each start method."""
+
+import datetime
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from running_tree import RunningTree, wait_for
+
+START_METHODS = ["fork", "forkserver", "spawn"]
+
+COUNTERS = """
+[[sensor]]
+name = "alpha"
+type = "sensorkit:Counter"
+interval = 0.2
+
+[[sensor]]
+name = "beta"
+type = "sensorkit:Counter"
+interval = 0.2
+"""
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request):
+    return request.param
+
+
+@pytest.fixture
+def make_tree(tmp_path, start_method):
+    trees = []
+
+    def make(sensors, supervisor="", **kwargs):
+        tree = RunningTree(tmp_path, start_method, sensors, supervisor, **kwargs)
+        trees.append(tree)
+        return tree
+
+    yield make
+    for tree in trees:
+        tree.close()
+
+
+def contiguous(values):
+    return values == list(range(values[0], values[0] + len(values))) if values else True
+
+
+def log_time(line):
+    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def test_sigkill_worker_is_back_within_the_first_backoff(make_tree):
+    tree = make_tree(COUNTERS, "backoff_initial = 0.5\n").start()
+    alpha, beta = tree.wait_running("alpha", "beta")
+    tree.wait_readings("alpha", 2)
+    os.kill(alpha["pid"], signal.SIGKILL)
+    restarted = wait_for(
+        lambda: (s := tree.sensor_state("alpha")) and s["state"] == "running" and s["pid"] != alpha["pid"] and s,
+        10, what="alpha restarted",
+    )
+    before = len(tree.readings("alpha"))
+    tree.wait_readings("alpha", before + 1)
+    assert restarted["restarts"] == 1
+    assert restarted["last_exit"] == "signal SIGKILL"
+    assert tree.sensor_state("beta")["pid"] == beta["pid"]
+    restart_line = f"sensor alpha: restarted as pid {restarted['pid']} (restart 1)"
+    (started,) = wait_for(lambda: tree.log_lines(restart_line), 5, what="restart line")
+    (ended,) = tree.log_lines("sensor alpha: ended with signal SIGKILL; restart in 0.5 s")
+    assert 0.45 <= log_time(started) - log_time(ended) < 0.5 + 5.0
+    assert tree.log_lines("sensor beta: ended") == []
+
+
+def test_crash_on_every_start_backs_off_then_fails(make_tree):
+    tree = make_tree(
+        """
+        [[sensor]]
+        name = "broken"
+        type = "sensorkit:CrashOnBuild"
+        interval = 1
+
+        [[sensor]]
+        name = "steady"
+        type = "sensorkit:Counter"
+        interval = 0.1
+        """,
+        """
+        backoff_initial = 0.2
+        backoff_max = 0.8
+        max_restarts = 4
+        restart_window = 120
+        failed_cooldown = 300
+        """,
+    ).start()
+    wait_for(lambda: (s := tree.sensor_state("broken")) and s["state"] == "failed", 30, what="broken failed")
+    failed = tree.sensor_state("broken")
+    assert failed["restarts"] == 4
+    assert failed["next_retry"] > time.time() + 200
+    planned = [float(m) for m in re.findall(r"sensor broken: ended with exit status \d+; restart in ([\d.]+) s", tree.log_text())]
+    assert planned == pytest.approx([0.2, 0.4, 0.8, 0.8], abs=0.06)
+    assert len(tree.log_lines("sensor broken: ended with exit status")) == 5
+    assert len(tree.log_lines("marked failed, retry in 300 s")) == 1
+    steady = [r["value"] for r in tree.readings("steady")]
+    assert len(steady) >= 5 and contiguous(steady)
+    assert tree.sensor_state("steady")["restarts"] == 0
+
+
+def test_hung_read_is_killed_and_restarted(make_tree):
+    tree = make_tree(
+        """
+        [[sensor]]
+        name = "stuck"
+        type = "sensorkit:Hang"
+        interval = 0.2
+        read_timeout = 1.0
+        """,
+        "backoff_initial = 0.2\n",
+    ).start()
+    first = tree.wait_running("stuck")[0]
+    restarted = wait_for(
+        lambda: (s := tree.sensor_state("stuck")) and s["restarts"] >= 1 and s["state"] == "running" and s,
+        15, what="stuck restarted",
+    )
+    assert restarted["pid"] != first["pid"]
+    assert restarted["last_exit"] == "hung"
+    wait_for(lambda: tree.log_lines("sensor stuck: restarted as pid"), 5, what="restart line")
+    assert len(tree.log_lines("sensor stuck: read has not returned after")) >= 1
+    assert tree.log_lines("sensor stuck: ended with hung") != []
+
+
+def test_sigkill_listener_loses_at_most_the_record_it_held(make_tree):
+    tree = make_tree(
+        """
+        [[sensor]]
+        name = "steady"
+        type = "sensorkit:Counter"
+        interval = 0.02
+        """
+    ).start()
+    tree.wait_readings("steady", 10)
+    listener = tree.state()["listener"]["pid"]
+    os.kill(listener, signal.SIGKILL)
+    wait_for(lambda: (s := tree.state()) and s["listener"]["pid"] not in (None, listener), 5, what="new listener")
+    count = len(tree.readings("steady"))
+    tree.wait_readings("steady", count + 20)
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    values = [r["value"] for r in tree.readings("steady")]
+    missing = set(range(values[0], values[-1] + 1)) - set(values)
+    assert len(values) == len(set(values))
+    assert len(missing) <= 1
+    assert f"log listener (pid {listener}) ended with signal SIGKILL" in tree.stderr_text()
+    assert len(tree.log_lines(f"log listener (pid {listener}) ended with signal SIGKILL; restarted as pid")) == 1
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigint_to_group", "sigterm_to_group"])
+def test_stop_during_a_burst_keeps_every_record_once(make_tree, how):
+    tree = make_tree(
+        """
+        [[sensor]]
+        name = "burst1"
+        type = "sensorkit:Burst"
+        interval = 0.05
+        records = 200
+
+        [[sensor]]
+        name = "burst2"
+        type = "sensorkit:Burst"
+        interval = 0.05
+        records = 200
+        """
+    ).start()
+    tree.wait_readings("burst1", 3)
+    tree.wait_readings("burst2", 3)
+    if how == "sigterm":
+        tree.signal(signal.SIGTERM)
+    elif how == "sigint_to_group":
+        tree.signal_group(signal.SIGINT)
+    else:
+        tree.signal_group(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    assert tree.leftovers() == []
+    lines = tree.log_lines()
+    for name in ("burst1", "burst2"):
+        numbers = [int(m.group(1)) for line in lines if f"sensor:{name}" in line
+                   for m in [re.search(r"burst seq=(\d+)$", line)] if m]
+        assert numbers == list(range(len(numbers)))
+        assert len(numbers) >= 600
+    assert lines[-1].endswith("edgesense stopped")
+    assert len(tree.log_lines("edgesense stopped")) == 1
+    assert tree.log_lines("ended with") == []
+    assert len(tree.log_lines("log listener started")) == 1
+
+
+def test_sigkill_supervisor_takes_the_whole_tree_down(make_tree):
+    tree = make_tree(COUNTERS + """
+[[sensor]]
+name = "stuck"
+type = "sensorkit:Hang"
+interval = 0.1
+good_reads = 0
+read_timeout = 60
+""").start()
+    tree.wait_running("alpha", "beta", "stuck")
+    assert len(tree.leftovers()) >= 5
+    tree.process.kill()
+    tree.process.wait(5)
+    wait_for(lambda: tree.leftovers() == [], 10, what="every process of the tree gone")
+
+
+def test_sighup_applies_added_removed_changed_and_keeps_unchanged(make_tree):
+    sensors = COUNTERS + """
+[[sensor]]
+name = "gamma"
+type = "sensorkit:Counter"
+interval = 0.2
+"""
+    tree = make_tree(sensors).start()
+    alpha, beta, gamma = tree.wait_running("alpha", "beta", "gamma")
+    tree.write_config("""
+[[sensor]]
+name = "alpha"
+type = "sensorkit:Counter"
+interval = 0.2
+
+[[sensor]]
+name = "beta"
+type = "sensorkit:Counter"
+interval = 0.3
+
+[[sensor]]
+name = "delta"
+type = "sensorkit:Counter"
+interval = 0.2
+""")
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reloaded: added delta; removed gamma; restarted beta; unchanged 1"), 15,
+             what="reload line")
+    new_alpha, new_beta, delta = tree.wait_running("alpha", "beta", "delta")
+    assert new_alpha["pid"] == alpha["pid"]
+    assert new_beta["pid"] != beta["pid"]
+    assert [s["name"] for s in tree.state()["sensors"]] == ["alpha", "beta", "delta"]
+    tree.wait_readings("delta", 1)
+
+    tree.config_path.write_text(tree.config_path.read_text() + "\n[[sensor]]\nname = \n")
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reload failed; the running configuration stays in force"), 10, what="reload error")
+    assert [s["pid"] for s in tree.state()["sensors"]] == [new_alpha["pid"], new_beta["pid"], delta["pid"]]
+    assert tree.process.poll() is None
+
+
+def test_systemd_notify_ready_status_watchdog_stopping(make_tree, tmp_path):
+    address = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(address)
+    notify.settimeout(10)
+    tree = make_tree(COUNTERS, env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}).start()
+    messages = []
+
+    def receive_until(predicate):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            message = notify.recv(4096).decode()
+            messages.append((time.monotonic(), message))
+            if predicate(message):
+                return
+        raise AssertionError(f"not received; got {messages}")
+
+    receive_until(lambda m: m == "READY=1")
+    ready_at = messages[-1][0]
+    receive_until(lambda m: False if time.monotonic() - ready_at < 1.0 else True)
+    tree.signal(signal.SIGTERM)
+    receive_until(lambda m: m == "STOPPING=1")
+    assert tree.wait_exit() == 0
+    texts = [m for _, m in messages]
+    assert texts.index("READY=1") < texts.index("STOPPING=1")
+    assert any(t.startswith("STATUS=2/2 sensors running") for t in texts)
+    pings = [at for at, m in messages if m == "WATCHDOG=1" and at > ready_at]
+    assert len(pings) >= 4
+    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    assert max(gaps) < 0.6
+    notify.close()
+
+
+def test_state_file_follows_the_tree(make_tree):
+    tree = make_tree(COUNTERS).start()
+    alpha, beta = tree.wait_running("alpha", "beta")
+    state = tree.state()
+    assert state["supervisor"]["pid"] == tree.pid
+    assert state["listener"] == {"pid": state["listener"]["pid"], "restarts": 0}
+    assert tree.process.pid in (state["supervisor"]["pid"],)
+    for entry in (alpha, beta):
+        os.kill(entry["pid"], 0)
+        assert entry["type"] == "sensorkit:Counter"
+        assert entry["restarts"] == 0 and entry["last_exit"] is None and entry["next_retry"] is None
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    final = tree.state()
+    assert [s["state"] for s in final["sensors"]] == ["stopped", "stopped"]
+    assert final["supervisor"]["state"] == "stopped"
+    assert final["listener"]["pid"] is None
+
+
+def test_a_second_signal_during_the_stop_keeps_the_order(make_tree):
+    tree = make_tree(
+        """
+        [[sensor]]
+        name = "burst"
+        type = "sensorkit:Burst"
+        interval = 0.05
+        records = 100
+
+        [[sensor]]
+        name = "stuck"
+        type = "sensorkit:Hang"
+        interval = 0.1
+        good_reads = 0
+        read_timeout = 60
+        """
+    ).start()
+    tree.wait_readings("burst", 3)
+    tree.signal(signal.SIGTERM)
+    wait_for(lambda: tree.log_lines("stopping on SIGTERM"), 10, what="stop started")
+    tree.signal(signal.SIGTERM)
+    tree.signal_group(signal.SIGINT)
+    assert tree.wait_exit() == 0
+    lines = tree.log_lines()
+    assert len(tree.log_lines("sensor stuck: did not stop within 3.0 s; killing pid")) == 1
+    numbers = [int(line.rsplit("=", 1)[1]) for line in lines if "burst seq=" in line]
+    assert numbers == list(range(len(numbers)))
+    assert lines[-1].endswith("edgesense stopped")
+    assert len(tree.log_lines("stopping on")) == 1
+    assert tree.leftovers() == []
+
+
+def kill_and_wait_for_restart(tree, name, pid, restarts_before):
+    """SIGKILL a worker and return the pid its restart logged."""
+    os.kill(pid, signal.SIGKILL)
+    lines = wait_for(lambda: (found := tree.log_lines(f"sensor {name}: restarted as pid")) and
+                     len(found) > restarts_before and found, 10, what=f"{name} restarted")
+    return int(re.search(r"as pid (\d+)", lines[-1]).group(1))
+
+
+def test_a_state_file_that_cannot_be_written_is_reported_once(make_tree, tmp_path):
+    state_dir = tmp_path / "state"
+    tree = make_tree(COUNTERS, f'backoff_initial = 0.1\nstate_file = "{state_dir}/state.json"\n').start()
+    tree.state_path = state_dir / "state.json"
+    pid = tree.wait_running("alpha")[0]["pid"]
+    shutil.rmtree(state_dir)
+    state_dir.write_text("")
+    pid = kill_and_wait_for_restart(tree, "alpha", pid, 0)
+    pid = kill_and_wait_for_restart(tree, "alpha", pid, 1)
+    state_dir.unlink()
+    state_dir.mkdir()
+    kill_and_wait_for_restart(tree, "alpha", pid, 2)
+    wait_for(lambda: tree.log_lines("is written again"), 10, what="state file written again")
+    assert len(tree.log_lines("cannot write the state file")) == 1
+    assert tree.process.poll() is None
+
+
+def test_readings_survive_rotation_and_compression(make_tree):
+    tree = make_tree(
+        """
+        [[sensor]]
+        name = "steady"
+        type = "sensorkit:Counter"
+        interval = 0.01
+        """,
+        logging_extra="",
+    )
+    tree.config_path.write_text(tree.config_path.read_text()
+                                .replace("compress = false", "compress = true")
+                                .replace("max_file_bytes = 1048576", "max_file_bytes = 8192"))
+    tree.start()
+    wait_for(lambda: len(list(tree.log_dir.glob("readings.jsonl.*.gz"))) >= 2, 20, what="compressed rotations")
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    values = [r["value"] for r in tree.readings("steady")]
+    assert values == list(range(len(values)))
+    assert len(tree.log_lines("reading sensor=steady")) == len(values)
+
+
+def test_sighup_to_the_whole_group_reloads_and_kills_nothing(make_tree):
+    tree = make_tree(COUNTERS).start()
+    alpha, beta = tree.wait_running("alpha", "beta")
+    listener = tree.state()["listener"]["pid"]
+    before = set(tree.leftovers())
+    tree.signal_group(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reloaded: added none; removed none; restarted none; unchanged 2"), 10,
+             what="reload line")
+    assert set(tree.leftovers()) == before
+    assert tree.state()["listener"] == {"pid": listener, "restarts": 0}
+    assert [s["pid"] for s in tree.state()["sensors"]] == [alpha["pid"], beta["pid"]]
+    assert tree.log_lines("ended with") == []
+
+
+def test_reload_with_unusable_logging_goes_back_to_the_working_settings(make_tree):
+    tree = make_tree(COUNTERS).start()
+    tree.wait_running("alpha", "beta")
+    text = tree.config_path.read_text()
+    tree.config_path.write_text(text.replace('dir = "logs"', 'dir = "/proc/edgesense-cannot-be-here"')
+                                .replace(f'start_method = "{tree.start_method}"',
+                                         f'start_method = "{tree.start_method}"\nstate_file = "logs/edgesense.state.json"'))
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("the reloaded [logging] settings do not work"), 15, what="fallback")
+    count = len(tree.readings("alpha"))
+    tree.wait_readings("alpha", count + 3)
+    assert "the reloaded [logging] settings do not work" in tree.stderr_text()
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    assert tree.log_lines()[-1].endswith("edgesense stopped")
+
+
+def test_a_new_log_level_reaches_every_sensor(make_tree):
+    tree = make_tree(COUNTERS).start()
+    alpha, beta = tree.wait_running("alpha", "beta")
+    tree.config_path.write_text(tree.config_path.read_text().replace('dir = "logs"', 'dir = "logs"\nlevel = "DEBUG"'))
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reloaded: added none; removed none; restarted alpha, beta; unchanged 0"), 15,
+             what="reload line")
+    wait_for(lambda: {s["pid"] for s in tree.state()["sensors"]}.isdisjoint({alpha["pid"], beta["pid"]}), 10,
+             what="new pids in the state file")
+    tree.wait_running("alpha", "beta")
+
+
+def forkserver_pid(supervisor_pid):
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+            except OSError:
+                continue
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])
+            if parent == supervisor_pid and b"forkserver" in cmdline:
+                return int(entry)
+    return None
+
+
+def test_a_dead_fork_server_cuts_off_its_children_which_are_killed_and_restarted(tmp_path):
+    tree = RunningTree(tmp_path, "forkserver", COUNTERS)
+    try:
+        tree.start()
+        alpha, beta = tree.wait_running("alpha", "beta")
+        listener = tree.state()["listener"]["pid"]
+        os.kill(forkserver_pid(tree.pid), signal.SIGKILL)
+        wait_for(lambda: all(s["pid"] not in (None, alpha["pid"], beta["pid"]) and s["state"] == "running"
+                             for s in tree.state()["sensors"]), 15, what="sensors started again")
+        for pid in (alpha["pid"], beta["pid"], listener):
+            assert pid not in tree.leftovers()
+        assert {s["last_exit"] for s in tree.state()["sensors"]} == {"cut off: the fork server died"}
+        tree.wait_readings("alpha", len(tree.readings("alpha")) + 2)
+        assert tree.log_lines("ended with exit status 255") == []
+        tree.signal(signal.SIGTERM)
+        assert tree.wait_exit() == 0
+        assert tree.leftovers() == []
+    finally:
+        tree.close()
+
+
+def test_sighup_to_the_demo_changes_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "EDGESENSE_CONFIG"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen([sys.executable, "-m", "app", "run"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "edgesense-logs" / "edgesense.log"
+    try:
+        wait_for(lambda: log.exists() and "reading sensor=" in log.read_text(), 20, what="demo readings")
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "nothing to reload, this is the built-in demo" in log.read_text(), 10, what="warning")
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
