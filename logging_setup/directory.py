@@ -85,13 +85,26 @@ class LiveFile:
             return
         lines, self._pending = self._pending, []
         data = b"".join(lines)
+        start = self.size - len(data)
         written = self._write(data)
         if written < len(data):
-            self.size -= len(data) - written
-            self._lost_records += len(lines)
+            kept = self._cut_torn_line(start, data[:written])
+            self.size = start + kept
+            self._lost_records += len(lines) - data[:kept].count(b"\n")
             self._enter_failing()
         elif self._failing:
             self._leave_failing()
+
+    def _cut_torn_line(self, start, written):
+        """Truncate a partly written line off the end of the file, so the
+        next line starts on a line of its own. Returns the bytes kept."""
+        kept = written.rfind(b"\n") + 1
+        if kept < len(written):
+            try:
+                os.ftruncate(self._fd, start + kept)
+            except OSError:
+                return len(written)
+        return kept
 
     def start_fresh(self):
         """Put an empty file under the live name and write there from now on.

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import time
 
 READING_ATTR = "reading"
 """A record that carries ``extra={"reading": {...}}`` is a reading: the
@@ -21,6 +22,24 @@ SYSLOG_PRIORITIES = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
+
+
+class LineFormatter(logging.Formatter):
+    """``LOG_FORMAT`` with the timestamp's strftime done once per second."""
+
+    def __init__(self, fmt=LOG_FORMAT):
+        super().__init__(fmt)
+        self._second = None
+        self._second_text = ""
+
+    def formatTime(self, record, datefmt=None):
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return self.default_msec_format % (self._second_text, record.msecs)
 
 
 class RenderingFormatter(logging.Formatter):
@@ -75,7 +94,7 @@ def console_formatter(stream, environ=os.environ):
     """The journal's format when ``stream`` is the journal, else the log file's."""
     if stream_is_journal(stream, environ):
         return JournalFormatter()
-    return logging.Formatter(LOG_FORMAT)
+    return LineFormatter()
 
 
 def reading_of(record):

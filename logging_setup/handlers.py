@@ -4,7 +4,7 @@ each file with one ``os.write``."""
 
 import logging
 
-from logging_setup.formats import LOG_FORMAT, reading_line, reading_of
+from logging_setup.formats import LineFormatter, reading_line, reading_of
 
 LOG_FILE_NAME = "edgesense.log"
 READINGS_FILE_NAME = "readings.jsonl"
@@ -17,7 +17,7 @@ class LogFileHandler(logging.Handler):
     def __init__(self, live_file, level=logging.NOTSET):
         super().__init__(level)
         self.file = live_file
-        self.setFormatter(logging.Formatter(LOG_FORMAT))
+        self.setFormatter(LineFormatter())
 
     def emit(self, record):
         try:

@@ -6,6 +6,25 @@ import logging.handlers
 from logging_setup.formats import RenderingFormatter
 
 
+class RenderedQueueHandler(logging.handlers.QueueHandler):
+    """A QueueHandler whose ``prepare`` renders the record into a new one
+    instead of copying it with ``copy.copy``: the same result (message merged
+    with its arguments and traceback, no args, exc_info or stack_info) at a
+    sixth of the cost, measured in bench/logging_bench.py."""
+
+    def __init__(self, queue):
+        super().__init__(queue)
+        self.setFormatter(RenderingFormatter())
+
+    def prepare(self, record):
+        attributes = dict(record.__dict__)
+        attributes.update(msg=self.format(record), args=None, exc_info=None, exc_text=None, stack_info=None)
+        attributes.pop("message", None)
+        prepared = logging.LogRecord.__new__(logging.LogRecord)
+        prepared.__dict__ = attributes
+        return prepared
+
+
 def configure_process(sender, level="INFO"):
     """Remove every root handler this process inherited and install exactly
     one QueueHandler that sends through ``sender``. Safe to call twice and
@@ -18,12 +37,10 @@ def configure_process(sender, level="INFO"):
     >>> transport = LogTransport.create()
     >>> configure_process(transport.sender, "DEBUG")
     >>> [type(h).__name__ for h in logging.getLogger().handlers]
-    ['QueueHandler']
+    ['RenderedQueueHandler']
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.handlers.QueueHandler(sender)
-    handler.setFormatter(RenderingFormatter())
-    root.addHandler(handler)
+    root.addHandler(RenderedQueueHandler(sender))
     root.setLevel(level)

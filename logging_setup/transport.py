@@ -10,6 +10,7 @@ go on.
 """
 
 import logging
+import operator
 import os
 import pickle
 import select
@@ -187,24 +188,52 @@ class LogTransport:
 def encode_record(record):
     """One datagram for a prepared record: args merged, no exc_info.
 
-    An attribute that cannot be pickled travels as its repr; a datagram that
-    would be too large has its message truncated with a visible marker (L6).
+    The standard attributes travel as a tuple in ``RECORD_ATTRIBUTES`` order
+    (every process runs the same interpreter), the extras as a dict: half
+    the bytes and pickling time of the whole ``__dict__``. An attribute that
+    cannot be pickled travels as its repr; a datagram that would be too
+    large has its message truncated with a visible marker (L6).
     """
-    state = dict(record.__dict__)
-    state.pop("message", None)
+    state = record.__dict__
     try:
-        data = pickle.dumps(state, _PICKLE_PROTOCOL)
+        data = pickle.dumps(_packed(state), _PICKLE_PROTOCOL)
     except Exception:
         state = _picklable(state)
-        data = pickle.dumps(state, _PICKLE_PROTOCOL)
+        data = pickle.dumps(_packed(state), _PICKLE_PROTOCOL)
     if len(data) > MAX_DATAGRAM_BYTES:
-        data = pickle.dumps(_shrunk(state), _PICKLE_PROTOCOL)
+        data = pickle.dumps(_packed(_shrunk(state)), _PICKLE_PROTOCOL)
     return data
 
 
 def decode_record(data):
-    """The LogRecord in a datagram made by ``encode_record``."""
-    return logging.makeLogRecord(pickle.loads(data))
+    """The LogRecord in a datagram made by ``encode_record``.
+
+    The record is rebuilt around the received attributes without running
+    LogRecord.__init__, which would look up this process's time, pid and
+    thread only to have them overwritten."""
+    values, extras = pickle.loads(data)
+    attributes = dict(zip(RECORD_ATTRIBUTES, values, strict=True))
+    if extras:
+        attributes.update(extras)
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    record.__dict__ = attributes
+    return record
+
+
+RECORD_ATTRIBUTES = tuple(name for name in logging.makeLogRecord({}).__dict__ if name != "message")
+_NOT_EXTRA = frozenset(RECORD_ATTRIBUTES) | {"message"}
+_record_values = operator.itemgetter(*RECORD_ATTRIBUTES)
+
+
+def _packed(state):
+    try:
+        values = _record_values(state)
+    except KeyError:
+        values = tuple(state.get(name) for name in RECORD_ATTRIBUTES)
+    extras = None
+    if len(state) > len(RECORD_ATTRIBUTES) + ("message" in state):
+        extras = {name: state[name] for name in state.keys() - _NOT_EXTRA}
+    return values, extras
 
 
 def _picklable(state):
@@ -225,9 +254,8 @@ def _shrunk(state):
     shrunk = dict(state)
     shrunk["msg"] = truncate_text(str(state.get("msg", "")), MAX_MESSAGE_BYTES)
     if len(pickle.dumps(shrunk, _PICKLE_PROTOCOL)) > MAX_DATAGRAM_BYTES:
-        standard = _standard_attributes()
         for key, value in state.items():
-            if key not in standard:
+            if key not in _NOT_EXTRA:
                 shrunk[key] = truncate_text(safe_repr(value), _REPR_LIMIT)
     return shrunk
 
@@ -240,7 +268,3 @@ def truncate_text(text, max_bytes):
         return text
     kept = encoded[:max_bytes].decode("utf-8", "ignore")
     return f"{kept}... [truncated {len(encoded) - len(kept.encode())} bytes]"
-
-
-def _standard_attributes():
-    return set(logging.makeLogRecord({}).__dict__) | {"message"}

@@ -2,14 +2,13 @@
 sender does when the listener does not drain (L5)."""
 
 import logging
-import logging.handlers
 import socket
 import threading
 import time
 
 import pytest
 
-from logging_setup.formats import RenderingFormatter
+from logging_setup.process import RenderedQueueHandler
 from logging_setup.transport import MAX_DATAGRAM_BYTES, SEND_WAIT_SECONDS, LogTransport, decode_record
 
 
@@ -24,8 +23,7 @@ def log(transport):
     """A logger whose only handler sends through the transport, as a
     configured process's root logger does."""
     logger = logging.getLogger("tests.transport")
-    handler = logging.handlers.QueueHandler(transport.sender)
-    handler.setFormatter(RenderingFormatter())
+    handler = RenderedQueueHandler(transport.sender)
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.DEBUG)

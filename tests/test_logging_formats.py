@@ -1,0 +1,92 @@
+"""Console formats (L9): the article's format in a terminal, the journal's
+when JOURNAL_STREAM names stderr."""
+
+import logging
+import os
+import sys
+
+import pytest
+
+from logging_setup import LogSettings, LogTransport, configure_process, run_listener
+from logging_setup.formats import JournalFormatter, console_formatter, stream_is_journal, syslog_priority
+
+WAIT = 20.0
+
+
+def record(level, message, exc_text=None):
+    made = logging.makeLogRecord({"name": "sensors.gpio", "levelno": level, "levelname": logging.getLevelName(level),
+                                  "msg": message, "processName": "sensor:door", "created": 1764000000.25})
+    made.msecs = 250.0
+    made.exc_text = exc_text
+    return made
+
+
+def journal_environ(stream):
+    info = os.fstat(stream.fileno())
+    return {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+
+
+@pytest.mark.parametrize("level, priority", [(logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4),
+                                             (logging.ERROR, 3), (logging.CRITICAL, 2), (25, 6)])
+def test_syslog_priorities(level, priority):
+    assert syslog_priority(level) == priority
+
+
+def test_terminal_gets_the_article_format(tmp_path):
+    with open(tmp_path / "stderr", "w") as stream:
+        formatter = console_formatter(stream, environ={})
+        line = formatter.format(record(logging.INFO, "door closed"))
+    assert line.endswith(" sensor:door sensors.gpio INFO     door closed")
+    assert line[:23] == formatter.formatTime(record(logging.INFO, ""))  # starts with the timestamp
+
+
+def test_journal_gets_priority_and_no_timestamp(tmp_path):
+    with open(tmp_path / "stderr", "w") as stream:
+        formatter = console_formatter(stream, environ=journal_environ(stream))
+    assert isinstance(formatter, JournalFormatter)
+    assert formatter.format(record(logging.WARNING, "door open for 600 s")) == (
+        "<4>sensor:door sensors.gpio WARNING door open for 600 s")
+
+
+def test_every_traceback_line_carries_the_priority():
+    line = JournalFormatter().format(record(logging.ERROR, "read failed", exc_text="Traceback:\nValueError: x"))
+    assert line.split("\n") == ["<3>sensor:door sensors.gpio ERROR read failed", "<3>Traceback:", "<3>ValueError: x"]
+
+
+def test_journal_stream_of_another_file_is_not_the_journal(tmp_path):
+    with open(tmp_path / "stderr", "w") as stream, open(tmp_path / "other", "w") as other:
+        assert not stream_is_journal(stream, journal_environ(other))
+        assert stream_is_journal(stream, journal_environ(stream))
+
+
+def listener_on_journal(receiver, settings, stderr_path):
+    """run_listener as systemd starts it: stderr is the journal's stream."""
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    info = os.fstat(2)
+    os.environ["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
+    run_listener(receiver, settings)
+
+
+def warning_writer(sender):
+    configure_process(sender)
+    logging.getLogger("sensors.gpio").warning("door open for %d s", 600)
+
+
+def test_listener_console_under_journald(mp_context, tmp_path):
+    settings = LogSettings(dir=tmp_path / "logs", console=True)
+    with LogTransport.create() as transport:
+        listener = mp_context.Process(target=listener_on_journal, args=(transport.receiver, settings, tmp_path / "err"),
+                                      name="log-listener")
+        listener.start()
+        writer = mp_context.Process(target=warning_writer, args=(transport.sender,), name="sensor:door")
+        writer.start()
+        writer.join(WAIT)
+        assert transport.sender.send_stop()
+        listener.join(WAIT)
+        assert listener.exitcode == 0
+    assert (tmp_path / "err").read_text().splitlines() == [
+        f"<6>log-listener logging_setup.listener INFO log listener started, writing to {settings.dir}",
+        "<4>sensor:door sensors.gpio WARNING door open for 600 s",
+    ]

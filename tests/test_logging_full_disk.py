@@ -1,0 +1,145 @@
+"""A full disk (L7): the listener keeps draining, writers are not stalled,
+writing resumes by itself when space returns, and the failure is reported
+once per episode, not per record."""
+
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import pytest
+
+from logging_setup import LogSettings, LogTransport, configure_process, run_listener
+
+WAIT = 20.0
+
+
+def listener_with_stderr(receiver, settings, stderr_path):
+    """run_listener with its stderr in a file the test can read."""
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # under fork it may be pytest's capture
+    run_listener(receiver, settings)
+
+
+def timed_writer(sender, label, count, duration):
+    configure_process(sender)
+    log = logging.getLogger("tests.disk")
+    started = time.monotonic()
+    for number in range(count):
+        log.info("%s record %d", label, number)
+    duration.value = time.monotonic() - started
+
+
+def wait_for(condition, what):
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    mount_point = tmp_path / "logs"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here; the file-size-limit variant covers the failure")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+class Tree:
+    """A listener with its stderr in a file, and writers on demand."""
+
+    def __init__(self, ctx, transport, settings, stderr_path):
+        self.ctx, self.transport, self.settings, self.stderr_path = ctx, transport, settings, stderr_path
+        self.listener = ctx.Process(target=listener_with_stderr, args=(transport.receiver, settings, stderr_path))
+        self.listener.start()
+        wait_for(lambda: (settings.dir / "edgesense.log").exists(), "the listener")
+
+    def write(self, label, count):
+        """Log ``count`` records from a new process; returns how long it took."""
+        duration = self.ctx.Value("d", -1.0)
+        writer = self.ctx.Process(target=timed_writer, args=(self.transport.sender, label, count, duration))
+        writer.start()
+        writer.join(WAIT)
+        assert writer.exitcode == 0
+        return duration.value
+
+    def stderr(self):
+        return self.stderr_path.read_text() if self.stderr_path.exists() else ""
+
+    def stop(self):
+        assert self.transport.sender.send_stop()
+        self.listener.join(WAIT)
+        assert self.listener.exitcode == 0
+
+    def logged(self, label):
+        text = (self.settings.dir / "edgesense.log").read_text()
+        return [line.split("INFO     ", 1)[1] for line in text.splitlines() if f" {label} record " in line]
+
+
+def fill(directory):
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def assert_one_episode_reported(tree, lost):
+    log_path = tree.settings.dir / "edgesense.log"
+    lines = tree.stderr().splitlines()
+    assert [line for line in lines if line.startswith(f"edgesense: cannot write {log_path}:")] == [lines[0]]
+    assert lines[1:] == [f"edgesense: writing {log_path} again; {lost} records were lost meanwhile"]
+
+
+def test_full_tmpfs(mp_context, small_tmpfs, tmp_path):
+    settings = LogSettings(dir=small_tmpfs, max_file_bytes=64 * 1024, max_total_bytes=1024 * 1024, console=False)
+    with LogTransport.create() as transport:
+        tree = Tree(mp_context, transport, settings, tmp_path / "stderr")
+        assert tree.write("before", 50) < WAIT
+        wait_for(lambda: len(tree.logged("before")) == 50, "the records before")
+        fill(small_tmpfs)
+        assert tree.write("full", 300) < 5.0  # not stalled: the listener keeps draining
+        wait_for(lambda: "cannot write" in tree.stderr(), "the report")
+        os.unlink(small_tmpfs / "filler")
+        tree.write("after", 50)
+        tree.stop()
+
+    assert tree.logged("before") == [f"before record {n}" for n in range(50)]
+    assert tree.logged("after") == [f"after record {n}" for n in range(50)]
+    kept_while_full = len(tree.logged("full"))
+    assert_one_episode_reported(tree, 300 - kept_while_full)
+
+
+def test_file_size_limit(tmp_path):
+    """The same episode with failures injected by RLIMIT_FSIZE on the
+    listener (EFBIG instead of ENOSPC), for machines that cannot mount."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    settings = LogSettings(dir=tmp_path / "logs", max_file_bytes=64 * 1024, max_total_bytes=1024 * 1024, console=False)
+    with LogTransport.create() as transport:
+        tree = Tree(ctx, transport, settings, tmp_path / "stderr")
+        tree.write("before", 50)
+        wait_for(lambda: len(tree.logged("before")) == 50, "the records before")
+        limit = (settings.dir / "edgesense.log").stat().st_size + 1000
+        resource.prlimit(tree.listener.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        assert tree.write("full", 300) < 5.0
+        wait_for(lambda: "cannot write" in tree.stderr(), "the report")
+        resource.prlimit(tree.listener.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        tree.write("after", 50)
+        tree.stop()
+
+    assert tree.logged("before") == [f"before record {n}" for n in range(50)]
+    assert tree.logged("after") == [f"after record {n}" for n in range(50)]
+    kept_while_full = tree.logged("full")
+    assert kept_while_full == [f"full record {n}" for n in range(len(kept_while_full))]
+    assert_one_episode_reported(tree, 300 - len(kept_while_full))

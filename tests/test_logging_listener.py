@@ -1,0 +1,97 @@
+"""The listener on its own: what it writes, what it skips, where it stops."""
+
+import json
+import logging
+import re
+import socket
+
+import pytest
+
+from logging_setup import LogSettings, LogTransport, run_listener
+from logging_setup.transport import encode_record
+
+WAIT = 20.0
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+
+
+def send(transport, name, level, message, **extra):
+    record = logging.makeLogRecord({"name": name, "levelno": level, "levelname": logging.getLevelName(level),
+                                    "msg": message, "processName": "sensor:t", **extra})
+    transport.sender.put_nowait(record)
+
+
+def run_until_stop(ctx, transport, settings):
+    listener = ctx.Process(target=run_listener, args=(transport.receiver, settings), name="log-listener")
+    listener.start()
+    listener.join(WAIT)
+    assert listener.exitcode == 0
+
+
+def log_lines(settings):
+    """The app log's lines without their timestamps."""
+    text = (settings.dir / "edgesense.log").read_text()
+    return [TIMESTAMP.sub("", line) for line in text.splitlines()]
+
+
+@pytest.fixture
+def transport():
+    with LogTransport.create() as transport:
+        yield transport
+
+
+def test_writes_lines_and_readings_in_order(mp_context, transport, tmp_path):
+    settings = LogSettings(dir=tmp_path, console=False)
+    send(transport, "sensors.system", logging.INFO, "cpu 48.2 C", reading={"sensor": "cpu", "value": 48.2})
+    send(transport, "app.worker", logging.ERROR, "read failed\nTraceback (most recent call last):\nOSError: x")
+    send(transport, "sensors.system", logging.INFO, "cpu 48.7 C", reading={"sensor": "cpu", "value": 48.7})
+    transport.sender.send_stop()
+    run_until_stop(mp_context, transport, settings)
+
+    assert log_lines(settings) == [
+        f"log-listener logging_setup.listener INFO     log listener started, writing to {tmp_path}",
+        "sensor:t   sensors.system INFO     cpu 48.2 C",
+        "sensor:t   app.worker ERROR    read failed",
+        "Traceback (most recent call last):",
+        "OSError: x",
+        "sensor:t   sensors.system INFO     cpu 48.7 C",
+    ]
+    readings = (tmp_path / "readings.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in readings] == [{"sensor": "cpu", "value": 48.2}, {"sensor": "cpu", "value": 48.7}]
+
+
+def test_level_filters_the_log_but_not_the_readings(mp_context, transport, tmp_path):
+    settings = LogSettings(dir=tmp_path, level="WARNING", console=False)
+    send(transport, "sensors.system", logging.INFO, "cpu 48.2 C", reading={"value": 48.2})
+    send(transport, "app.worker", logging.WARNING, "cpu above 80 C")
+    transport.sender.send_stop()
+    run_until_stop(mp_context, transport, settings)
+    assert log_lines(settings) == ["sensor:t   app.worker WARNING  cpu above 80 C"]
+    assert (tmp_path / "readings.jsonl").read_text() == '{"value":48.2}\n'
+
+
+def test_an_undecodable_datagram_is_reported_and_skipped(mp_context, tmp_path):
+    settings = LogSettings(dir=tmp_path, console=False)
+    receiver, sender = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with receiver, sender:
+        sender.send(b"not a record")
+        sender.send(b"\x80\x05N.")  # a pickle, but of None
+        sender.send(encode_record(logging.LogRecord("app", logging.INFO, __file__, 1, "after", None, None)))
+        sender.send(b"\x00edgesense-stop")
+        run_until_stop(mp_context, LogTransport(receiver, sender), settings)
+    lines = log_lines(settings)
+    assert lines[1].startswith("log-listener logging_setup.listener WARNING  dropped an undecodable log datagram of 12 bytes")
+    assert lines[2].startswith("log-listener logging_setup.listener WARNING  dropped an undecodable log datagram of 4 bytes")
+    assert lines[3:] == ["MainProcess app INFO     after"]
+
+
+def test_records_after_the_stop_wait_for_the_next_listener(mp_context, transport, tmp_path):
+    settings = LogSettings(dir=tmp_path, console=False)
+    send(transport, "app", logging.INFO, "first")
+    transport.sender.send_stop()
+    send(transport, "app", logging.INFO, "second")
+    transport.sender.send_stop()
+    run_until_stop(mp_context, transport, settings)
+    assert [line for line in log_lines(settings) if line.startswith("sensor:t")] == ["sensor:t   app INFO     first"]
+    run_until_stop(mp_context, transport, settings)
+    assert [line for line in log_lines(settings) if line.startswith("sensor:t")] == [
+        "sensor:t   app INFO     first", "sensor:t   app INFO     second"]
