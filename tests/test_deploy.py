@@ -688,9 +688,12 @@ def assert_an_operator_reads_status_and_logs(installed, config):
         return run(["setpriv", "--reuid=4242", "--regid=4242", f"--groups={groups}" if groups else "--clear-groups",
                     edgesense, *args, "--config", config])
 
-    status = ok(as_user("65534", "status"))
-    assert [line.split()[:3] for line in status.stdout.splitlines() if line.split()[:1] == ["button"]] == [
-        ["button", "button", "running"]]
+    def button_line():
+        status = ok(as_user("65534", "status"))
+        return [line.split()[:3] for line in status.stdout.splitlines() if line.split()[:1] == ["button"]]
+
+    wait_until(lambda: button_line() != [["button", "button", "starting"]], timeout=5)
+    assert button_line() == [["button", "button", "running"]]
     logs = ok(as_user("65534", "logs", "-n", "3"))
     assert len(logs.stdout.splitlines()) == 3
     stranger = as_user("", "logs", "-n", "3")
