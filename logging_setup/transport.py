@@ -134,7 +134,7 @@ class LogSender:
         record.msg, record.args = record.getMessage(), None
         if not self._try_once(encode_record(record)):
             self._dropping = True
-            self._dropped_records += count + 1
+            self._dropped_records += count
 
     def _forget_drops_of_parent(self):
         # After fork the child holds a copy of the parent's counters: they
