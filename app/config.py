@@ -277,6 +277,8 @@ def read_toml(path):
     """The file's TOML content as a dict; ConfigError (one line) when it
     cannot be read, is not UTF-8 or is not valid TOML."""
     path = Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise ConfigError([f"{path}: not a regular file (a pipe or a device cannot be a config file)"])
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -78,6 +78,11 @@ def test_check_without_any_config_says_how_to_write_one(tmp_path):
     assert len(result.stderr.splitlines()) == 1
 
 
+def _fifo(path):
+    os.mkfifo(path)
+    return path
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda tmp: tmp / "missing.toml", "no such file"),
     (lambda tmp: tmp, "is a directory, not a config file"),
@@ -85,7 +90,8 @@ def test_check_without_any_config_says_how_to_write_one(tmp_path):
      "line 2, column 10: not UTF-8 text (byte 0xff); save the file as UTF-8"),
     (lambda tmp: _write(tmp / "c.toml", b"[logging\n"),
      "line 1, column 9: invalid TOML: Expected ']' at the end of a table declaration"),
-], ids=["missing", "directory", "not-utf8", "syntax"])
+    (lambda tmp: _fifo(tmp / "c.toml"), "not a regular file (a pipe or a device cannot be a config file)"),
+], ids=["missing", "directory", "not-utf8", "syntax", "fifo"])
 @pytest.mark.parametrize("command", ["check", "run", "status", "logs"])
 def test_unusable_config_file_is_one_line_and_exit_2(tmp_path, make, message, command):
     config = make(tmp_path)

@@ -17,17 +17,14 @@ from running_tree import RunningTree, wait_for
 
 START_METHODS = ["fork", "forkserver", "spawn"]
 
-COUNTERS = """
-[[sensor]]
-name = "alpha"
-type = "sensorkit:Counter"
-interval = 0.2
 
-[[sensor]]
-name = "beta"
-type = "sensorkit:Counter"
-interval = 0.2
-"""
+
+def counter(name, interval=0.2):
+    """A [[sensor]] section of a sensor that reads 0, 1, 2, ..."""
+    return f'\n[[sensor]]\nname = "{name}"\ntype = "sensorkit:Counter"\ninterval = {interval}\n'
+
+
+COUNTERS = counter("alpha") + counter("beta")
 
 
 @pytest.fixture(params=START_METHODS)
@@ -216,30 +213,9 @@ read_timeout = 60
 
 
 def test_sighup_applies_added_removed_changed_and_keeps_unchanged(make_tree):
-    sensors = COUNTERS + """
-[[sensor]]
-name = "gamma"
-type = "sensorkit:Counter"
-interval = 0.2
-"""
-    tree = make_tree(sensors).start()
+    tree = make_tree(COUNTERS + counter("gamma")).start()
     alpha, beta, gamma = tree.wait_running("alpha", "beta", "gamma")
-    tree.write_config("""
-[[sensor]]
-name = "alpha"
-type = "sensorkit:Counter"
-interval = 0.2
-
-[[sensor]]
-name = "beta"
-type = "sensorkit:Counter"
-interval = 0.3
-
-[[sensor]]
-name = "delta"
-type = "sensorkit:Counter"
-interval = 0.2
-""")
+    tree.write_config(counter("alpha") + counter("beta", interval=0.3) + counter("delta"))
     tree.signal(signal.SIGHUP)
     wait_for(lambda: tree.log_lines("reloaded: added delta; removed gamma; restarted beta; unchanged 1"), 15,
              what="reload line")
