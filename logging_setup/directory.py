@@ -260,6 +260,9 @@ class LogDirectory:
             os.unlink(rotated.path)
         except FileNotFoundError:
             pass
+        except OSError as error:
+            # Forgotten until the next scan, so the budget loop ends.
+            self.report(f"cannot delete {rotated.path}: {error}")
         self._rotated.remove(rotated)
         self._rotated_bytes -= rotated.size
 

@@ -36,8 +36,9 @@ def run_listener(receiver, settings):
 
     Everything sent before the sentinel is written; records sent after it stay
     in the socket for the next listener. SIGINT, SIGTERM and SIGHUP are
-    ignored (the supervisor orders stops and reloads); when the parent process dies the listener
-    writes what is queued and returns, so it never lives on as an orphan.
+    ignored (the supervisor orders stops and reloads); when the parent
+    process dies the listener writes what is queued and returns, so it never
+    lives on as an orphan.
     """
     _ignore_stop_signals()
     handlers = _install_handlers(settings)

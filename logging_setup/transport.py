@@ -124,7 +124,16 @@ class LogSender:
         poller.register(self._socket, select.POLLOUT)
         return bool(poller.poll(timeout * 1000))
 
-    def _report_drops(self):
+    def flush(self):
+        """Send the count of dropped records now, waiting up to
+        ``SEND_WAIT_SECONDS`` for room. The root handler's ``flush`` calls
+        this, so ``logging.shutdown()`` at a clean exit reports drops that no
+        later record would have carried."""
+        self._forget_drops_of_parent()
+        if self._dropped_records:
+            self._report_drops(wait=True)
+
+    def _report_drops(self, wait=False):
         count, self._dropped_records = self._dropped_records, 0
         self._dropping = False
         record = logging.LogRecord(
@@ -132,9 +141,10 @@ class LogSender:
             "%d log records dropped: the log listener did not drain in time", (count,), None,
         )
         record.msg, record.args = record.getMessage(), None
-        if not self._try_once(encode_record(record)):
+        data = encode_record(record)
+        if not (self._send_waiting(data) if wait else self._try_once(data)):
             self._dropping = True
-            self._dropped_records += count + 1
+            self._dropped_records += count
 
     def _forget_drops_of_parent(self):
         # After fork the child holds a copy of the parent's counters: they

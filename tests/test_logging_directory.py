@@ -136,3 +136,16 @@ def test_live_name_never_vanishes_and_keeps_growing_after_restart(tmp_path):
     again.close()
     assert file_lines(str(tmp_path / "edgesense.log")) == numbered_lines(25)[20:]
     assert file_lines(str(tmp_path / "edgesense.log.1.gz")) == numbered_lines(20)
+
+
+def test_a_budget_under_twice_the_file_size_still_holds(tmp_path):
+    """Config validation refuses such a budget; the directory copes anyway."""
+    budget = 4000 + STATE_FILE_RESERVE
+    directory = LogDirectory(tmp_path, max_file_bytes=4000, max_total_bytes=budget)
+    log = directory.open_live("edgesense.log")
+    readings = directory.open_live("readings.jsonl")
+    for line in numbered_lines(400):
+        write(log, [line])
+        write(readings, [line])
+        assert disk_bytes(tmp_path) + STATE_FILE_RESERVE <= budget
+    assert file_lines(str(tmp_path / "edgesense.log"))[-1] == numbered_lines(400)[-1]

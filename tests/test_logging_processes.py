@@ -229,7 +229,7 @@ def test_a_new_listener_writes_what_was_sent_while_none_ran(mp_context, transpor
     os.kill(first.pid, signal.SIGKILL)
     first.join(WAIT)
 
-    writer = log_to(target=numbered_writer, args=(transport.sender, 2, 8))  # the kernel queues 10
+    writer = log_to(target=numbered_writer, args=(transport.sender, 2, 8))  # fits in the socket: none dropped
     writer.start()
     join_all([writer])
     second = start_listener(mp_context, transport, settings)
@@ -359,3 +359,66 @@ def _lines_until(stream, last):
         yield line.rstrip("\n")
         if line.rstrip("\n").endswith(last):
             return
+
+
+def burst_without_listener(sender, count, elapsed, burst_done, go_on):
+    configure_process(sender)
+    log = logging.getLogger("tests.burst")
+    started = time.monotonic()
+    for number in range(count):
+        log.info("burst record %d", number)
+    elapsed.value = time.monotonic() - started
+    burst_done.set()
+    go_on.wait(WAIT)
+    log.info("after the listener came back")
+
+
+def test_burst_without_listener_returns_promptly_and_the_drops_are_logged(mp_context, transport, settings):
+    elapsed = mp_context.Value("d", -1.0)
+    burst_done, go_on = mp_context.Event(), mp_context.Event()
+    writer = mp_context.Process(target=burst_without_listener,
+                                args=(transport.sender, 10_000, elapsed, burst_done, go_on))
+    writer.start()
+    assert burst_done.wait(WAIT)
+    assert elapsed.value < 3.0  # one wait of SEND_WAIT_SECONDS, then no more waiting
+    listener = start_listener(mp_context, transport, settings)
+    probe = logging.makeLogRecord({"msg": "probe", "levelno": logging.INFO, "levelname": "INFO"})
+    transport.sender.put_nowait(probe)  # behind every queued record: once written, the listener has drained
+    wait_for(lambda: "probe" in log_messages(settings), "the listener to drain")
+    go_on.set()
+    join_all([writer])
+    stop_listener(transport, listener)
+
+    messages = [m for m in log_messages(settings, include_listener=True) if m != "probe"]
+    burst = [m for m in messages if m.startswith("burst record")]
+    assert burst == [f"burst record {n}" for n in range(len(burst))]
+    assert messages[-2:] == [
+        "after the listener came back",
+        f"{10_000 - len(burst)} log records dropped: the log listener did not drain in time",
+    ]
+
+
+def drop_then_exit(sender, count, burst_done, go_on):
+    configure_process(sender)
+    for number in range(count):
+        logging.getLogger("tests.burst").info("burst record %d", number)
+    burst_done.set()
+    go_on.wait(WAIT)
+    logging.shutdown()  # a clean exit: the root handler's flush reports the drops
+
+
+def test_a_clean_exit_reports_the_drops_no_later_record_carried(mp_context, transport, settings):
+    burst_done, go_on = mp_context.Event(), mp_context.Event()
+    writer = mp_context.Process(target=drop_then_exit, args=(transport.sender, 10_000, burst_done, go_on))
+    writer.start()
+    assert burst_done.wait(WAIT)
+    listener = start_listener(mp_context, transport, settings)
+    go_on.set()
+    join_all([writer])
+    stop_listener(transport, listener)
+
+    messages = log_messages(settings)
+    burst = [m for m in messages if m.startswith("burst record")]
+    assert burst == [f"burst record {n}" for n in range(len(burst))]
+    assert messages[len(burst):] == [
+        f"{10_000 - len(burst)} log records dropped: the log listener did not drain in time"]
