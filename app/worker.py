@@ -462,7 +462,7 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
     ``ctx.Pipe(duplex=False)``; ``heartbeat`` a Heartbeat.
     """
     _ignore_tree_signals()
-    configure_process(sender, log_level)
+    configure_process(sender, sending_level(log_level))
     _exit_when_orphaned()
     # gpiozero reports its fallbacks (software PWM, pin factory) as warnings:
     # send them to the log files rather than to stderr alone.
@@ -472,7 +472,19 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
     # directory, which a hardened service cannot write).
     os.environ.setdefault("LG_WD", os.environ.get("RUNTIME_DIRECTORY")
                           or tempfile.gettempdir())
-    raise SystemExit(_run(sensor, pin_factory, stop, heartbeat))
+    status = _run(sensor, pin_factory, stop, heartbeat)
+    # multiprocessing children skip logging's exit hook: flushing here
+    # reports records dropped while the listener was away.
+    logging.shutdown()
+    raise SystemExit(status)
+
+
+def sending_level(log_level):
+    """The level from which a worker sends records: readings are INFO
+    records and belong in readings.jsonl whatever the log level, so a
+    worker sends INFO at least; the listener applies ``log_level`` to the
+    text log and the console."""
+    return min(logging.getLevelName(log_level.upper()), logging.INFO)
 
 
 def _run(config, pin_factory_name, stop, heartbeat):

@@ -458,3 +458,14 @@ def test_sighup_to_the_demo_changes_nothing(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_readings_are_kept_whatever_the_log_level(make_tree):
+    tree = make_tree(COUNTERS, logging_extra='level = "WARNING"').start()
+    tree.wait_readings("alpha", 3)
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    values = [r["value"] for r in tree.readings("alpha")]
+    assert values == list(range(len(values)))
+    assert tree.log_lines("reading sensor=") == []
+    assert tree.log_lines(" INFO ") == []
