@@ -50,6 +50,10 @@ then finds busy)."""
 LISTENER_DRAIN_TIMEOUT = 10.0
 """Seconds the listener may take to write what was sent before its stop."""
 
+REAP_TIMEOUT = 2.0
+"""Seconds to wait for a child whose sentinel is ready to be reaped: the
+sentinel fires when the child closes its end, a moment before it exits."""
+
 LISTENER_QUICK_DEATH = 1.0
 """A listener that dies sooner than this after its start is restarted
 after a growing delay instead of at once."""
@@ -320,10 +324,12 @@ class Supervisor:
             remaining = deadline - self._now()
             if remaining <= 0:
                 break
-            self._wait_feeding_watchdog([m.process.sentinel for m in stopping], remaining)
-            for managed in [m for m in stopping if not m.process.is_alive()]:
-                managed.stopped()
-                stopping.remove(managed)
+            ready = self._wait_feeding_watchdog([m.process.sentinel for m in stopping], remaining)
+            for managed in [m for m in stopping if m.process.sentinel in ready]:
+                managed.process.join(REAP_TIMEOUT)
+                if not managed.process.is_alive():
+                    managed.stopped()
+                    stopping.remove(managed)
         for managed in stopping:
             logger.warning(
                 "sensor %s: did not stop within %.1f s; killing pid %d",
@@ -404,7 +410,8 @@ class Supervisor:
         if self.listener is None or not self.listener.is_alive():
             self._start_listener()
         self.transport.sender.send_stop()
-        self._wait_feeding_watchdog([self.listener.sentinel], LISTENER_DRAIN_TIMEOUT)
+        if self._wait_feeding_watchdog([self.listener.sentinel], LISTENER_DRAIN_TIMEOUT):
+            self.listener.join(REAP_TIMEOUT)
         if self.listener.is_alive():
             print(
                 f"edgesense: log listener did not finish within {LISTENER_DRAIN_TIMEOUT:.0f} s; killing it",

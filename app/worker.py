@@ -14,12 +14,14 @@ or firing a burst of catch-up reads.
 
 import datetime
 import enum
+import io
 import json
 import logging
 import math
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -337,6 +339,32 @@ class ReadJob:
                          extra={READING_ATTR: record})
 
 
+class PrintedLines(io.TextIOBase):
+    """A worker's sys.stdout or sys.stderr: each line a sensor prints
+    becomes a log record, so that it lands in the log files inside the
+    storage budget instead of flooding the journal."""
+
+    def __init__(self, logger, level):
+        self._logger = logger
+        self._level = level
+        self._partial = ""
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self._logger.log(self._level, "%s", line)
+        return len(text)
+
+    def flush(self):
+        if self._partial.strip():
+            self._logger.log(self._level, "%s", self._partial)
+        self._partial = ""
+
+
 class StopWaiter:
     """Sleeps until a timeout, the stop pipe or the supervisor's death.
 
@@ -467,6 +495,8 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
     # gpiozero reports its fallbacks (software PWM, pin factory) as warnings:
     # send them to the log files rather than to stderr alone.
     logging.captureWarnings(True)
+    sys.stdout = PrintedLines(logging.getLogger("sensor.stdout"), logging.INFO)
+    sys.stderr = PrintedLines(logging.getLogger("sensor.stderr"), logging.WARNING)
     multiprocessing.current_process().name = f"sensor:{sensor.name}"
     # lgpio makes a notification FIFO in LG_WD (default: the working
     # directory, which a hardened service cannot write).

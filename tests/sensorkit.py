@@ -3,6 +3,7 @@
 
 import itertools
 import logging
+import sys
 import time
 
 from sensors.base import Reading, Sensor
@@ -54,3 +55,17 @@ class Burst(Sensor):
         for _ in range(self._records):
             logger.info("burst seq=%d", next(self._numbers))
         return Reading(self._records, "records")
+
+
+class Chatty(Sensor):
+    """Prints two lines on stdout and one on stderr per read."""
+
+    def __init__(self):
+        self._numbers = itertools.count()
+
+    def read(self):
+        number = next(self._numbers)
+        print(f"chatty stdout {number}")
+        print(f"chatty second line {number}", flush=True)
+        print(f"chatty stderr {number}", file=sys.stderr)
+        return Reading(number, "count")

@@ -469,3 +469,28 @@ def test_readings_are_kept_whatever_the_log_level(make_tree):
     assert values == list(range(len(values)))
     assert tree.log_lines("reading sensor=") == []
     assert tree.log_lines(" INFO ") == []
+
+
+def test_a_clean_stop_says_nothing_on_stderr(make_tree):
+    tree = make_tree(COUNTERS).start()
+    tree.wait_readings("alpha", 2)
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    assert tree.stderr_text() == ""
+
+
+def test_what_a_sensor_prints_goes_to_the_log_not_the_journal(make_tree):
+    tree = make_tree("""
+[[sensor]]
+name = "chatty"
+type = "sensorkit:Chatty"
+interval = 0.1
+""").start()
+    tree.wait_readings("chatty", 3)
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+    readings = len(tree.readings("chatty"))
+    assert len(tree.log_lines("sensor.stdout INFO     chatty stdout")) == readings
+    assert len(tree.log_lines("sensor.stdout INFO     chatty second line")) == readings
+    assert len(tree.log_lines("sensor.stderr WARNING  chatty stderr")) == readings
+    assert "chatty" not in tree.stderr_text() + (tree.dir / "stdout.txt").read_text()
