@@ -314,10 +314,14 @@ class Supervisor:
                 managed.name, managed.last_exit, managed.next_start - self._now(),
             )
 
-    def _stop_workers(self, managed_sensors):
-        """Ask each to stop, wait up to stop_timeout, then kill what is left."""
+    def _stop_workers(self, managed_sensors, then=lambda managed: None):
+        """Ask each to stop, wait up to stop_timeout, then kill what is left;
+        ``then(managed)`` runs as soon as each one has stopped."""
         for managed in managed_sensors:
             managed.request_stop()
+        for managed in managed_sensors:
+            if managed.state is SensorState.STOPPED:
+                then(managed)
         stopping = [m for m in managed_sensors if m.state is SensorState.STOPPING]
         deadline = self._now() + self.config.supervisor.stop_timeout
         while stopping:
@@ -330,6 +334,7 @@ class Supervisor:
                 if not managed.process.is_alive():
                     managed.stopped()
                     stopping.remove(managed)
+                    then(managed)
         for managed in stopping:
             logger.warning(
                 "sensor %s: did not stop within %.1f s; killing pid %d",
@@ -337,6 +342,7 @@ class Supervisor:
             )
             managed.kill()
             managed.stopped()
+            then(managed)
 
     # -- the listener -----------------------------------------------------
 
@@ -502,7 +508,9 @@ class Supervisor:
     def _apply(self, new):
         """Start added sensors, stop removed ones, restart changed ones and
         leave the others running. A new log level reaches every process, so
-        it restarts every sensor."""
+        it restarts every sensor. Each sensor starts as soon as nothing it
+        needs is still stopping: one that is slow to stop delays only the
+        sensors that share its pins."""
         old = self.config
         if new.supervisor.start_method != old.supervisor.start_method:
             logger.warning("start_method changes take effect when edgesense restarts")
@@ -514,20 +522,29 @@ class Supervisor:
             if name in new_sensors and (new_sensors[name] != m.sensor or everything_changed)
         ]
         added = [name for name in new_sensors if name not in self.sensors]
-        self._stop_workers(removed + changed)
         self.config = _keep_start_method(new, old)
         if new.logging != old.logging:
             self._switch_logging(old.logging)
-        for managed in removed:
-            del self.sensors[managed.name]
         for managed in self.sensors.values():
             managed.policy = self.config.supervisor
-        for name in [m.name for m in changed] + added:
-            self.sensors[name] = ManagedSensor(new_sensors[name], self.config.supervisor, self._now)
-        self.sensors = {s.name: self.sensors[s.name] for s in new.sensors}
-        for managed in self.sensors.values():
-            if managed.state is SensorState.STOPPED:
-                self._start_worker(managed)
+        fresh = {
+            name: ManagedSensor(new_sensors[name], self.config.supervisor, self._now)
+            for name in [*(m.name for m in changed), *added]
+        }
+        busy_pins = {pin for m in removed + changed for pin in _pins(m.sensor)}
+        waiting_for_pins = [name for name in added if busy_pins & _pins(new_sensors[name])]
+        for name in added:
+            if name not in waiting_for_pins:
+                self._start_worker(fresh[name])
+
+        def start_replacement(managed):
+            if managed.name in fresh:
+                self._start_worker(fresh[managed.name])
+
+        self._stop_workers(removed + changed, then=start_replacement)
+        for name in waiting_for_pins:
+            self._start_worker(fresh[name])
+        self.sensors = {name: fresh.get(name) or self.sensors[name] for name in new_sensors}
         logger.info(
             "reloaded: added %s; removed %s; restarted %s; unchanged %d",
             _names(added), _names(m.name for m in removed), _names(m.name for m in changed),
@@ -629,6 +646,10 @@ class Supervisor:
 def _keep_start_method(new, old):
     supervisor = dataclasses.replace(new.supervisor, start_method=old.supervisor.start_method)
     return dataclasses.replace(new, supervisor=supervisor)
+
+
+def _pins(sensor):
+    return set(registry.pins_of(sensor.type, sensor.options))
 
 
 def _names(names):

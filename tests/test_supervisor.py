@@ -494,3 +494,18 @@ interval = 0.1
     assert len(tree.log_lines("sensor.stdout INFO     chatty second line")) == readings
     assert len(tree.log_lines("sensor.stderr WARNING  chatty stderr")) == readings
     assert "chatty" not in tree.stderr_text() + (tree.dir / "stdout.txt").read_text()
+
+
+def test_a_sensor_slow_to_stop_on_reload_delays_no_other(make_tree):
+    stuck = '\n[[sensor]]\nname = "stuck"\ntype = "sensorkit:Hang"\ninterval = {}\ngood_reads = 0\nread_timeout = 60\n'
+    tree = make_tree(counter("alpha") + stuck.format(0.1)).start()
+    tree.wait_running("alpha", "stuck")
+    tree.write_config(counter("alpha", interval=0.3) + stuck.format(0.2) + counter("beta"))
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reloaded: added beta; removed none; restarted alpha, stuck"), 15,
+             what="reload line")
+    (killed,) = tree.log_lines("sensor stuck: did not stop within 3.0 s; killing pid")
+    alpha_started = tree.log_lines("sensor alpha: started as pid")[-1]
+    (beta_started,) = tree.log_lines("sensor beta: started as pid")
+    assert log_time(alpha_started) < log_time(killed) - 2.0
+    assert log_time(beta_started) < log_time(killed) - 2.0
