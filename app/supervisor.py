@@ -113,6 +113,11 @@ def run_service(config):
 
 
 class Supervisor:
+    """The main process of ``edgesense run``: owns the log socket, the
+    listener and one ManagedSensor per sensor, and the only loop that acts
+    on signals. ``environ`` and ``now`` are passed in so that tests can give
+    it a fake systemd and a fake clock."""
+
     def __init__(self, config, environ=os.environ, now=time.monotonic):
         self.config = config
         self._now = now
