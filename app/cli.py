@@ -13,7 +13,8 @@ from importlib import resources
 from pathlib import Path
 
 from app import demo
-from app.config import LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config
+from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config, load_paths,
+                        paths_from_dict)
 from app.exit_status import ExitStatus
 from app.logview import RecordFilter, show_logs
 from app.statusview import StateFileError, describe_state, read_state
@@ -106,12 +107,21 @@ def _count(text):
     return value
 
 
-def _config_or_demo(args, *, check_paths=True):
+def _config_or_demo(args):
     """The config named by --config or found by lookup, else the demo's."""
     path = args.config or find_config()
     if path is None:
         return demo.demo_config(), True
-    return load_config(path, check_paths=check_paths), False
+    return load_config(path), False
+
+
+def _service_paths(args):
+    """The log folder and state file of the config named by --config or
+    found by lookup (else the demo's), read without validating the rest."""
+    path = args.config or find_config()
+    if path is None:
+        return paths_from_dict(demo.demo_settings(), base_dir=Path.cwd(), source=demo.SOURCE)
+    return load_paths(path)
 
 
 def cmd_run(args):
@@ -189,9 +199,9 @@ def cmd_init(args):
 
 
 def cmd_status(args):
-    config, _ = _config_or_demo(args, check_paths=False)
+    paths = _service_paths(args)
     try:
-        text, state = read_state(config.supervisor.state_file)
+        text, state = read_state(paths.state_file)
     except StateFileError as error:
         print(error, file=sys.stderr)
         return ExitStatus.FAILURE
@@ -207,8 +217,7 @@ def cmd_logs(args):
     if args.readings and args.level:
         print("edgesense: --level does not apply to --readings", file=sys.stderr)
         return ExitStatus.USAGE
-    config, _ = _config_or_demo(args, check_paths=False)
-    directory = config.logging.dir
+    directory = _service_paths(args).log_dir
     if not directory.is_dir():
         print(f"edgesense: no log folder at {directory} "
               "(edgesense has not run with this config yet)", file=sys.stderr)

@@ -348,6 +348,35 @@ def load_config(path, *, check_paths=True):
                             source=str(path), check_paths=check_paths)
 
 
+@dataclass(frozen=True)
+class ServicePaths:
+    """Where a running service keeps its log folder and its state file."""
+
+    log_dir: Path
+    state_file: Path
+
+
+def load_paths(path):
+    """Only ``[logging] dir`` and ``[supervisor] state_file`` of a config
+    file, for ``status`` and ``logs``: they work whatever else the file
+    holds (a sensor section being edited, a custom type that imports only
+    under the service's PYTHONPATH). Raise ConfigError (one line each) when
+    the file is not TOML or those keys are wrong."""
+    return paths_from_dict(read_toml(path), base_dir=Path(path).absolute().parent, source=str(path))
+
+
+def paths_from_dict(data, *, base_dir, source):
+    """``load_paths`` for parsed TOML ``data``."""
+    problems = _Problems(source)
+    log_dir = _section(data, "logging", problems, only=("dir",))["dir"]
+    state_file = _section(data, "supervisor", problems, only=("state_file",))["state_file"]
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    log_dir = _resolve_path(log_dir, base_dir)
+    state_file = log_dir / STATE_FILE_NAME if state_file is None else _resolve_path(state_file, base_dir)
+    return ServicePaths(log_dir, state_file)
+
+
 def config_from_dict(data, *, path, base_dir, source, check_paths=True):
     """Validate parsed TOML ``data``; relative paths resolve against
     ``base_dir``; messages start with ``source``."""
@@ -371,15 +400,16 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True):
                   sensors=tuple(sensors))
 
 
-def _section(data, name, problems):
-    """The valid keys of a table section, with defaults filled in."""
-    keys = SECTIONS[name]
+def _section(data, name, problems, only=None):
+    """The valid keys of a table section, with defaults filled in; with
+    ``only``, just those keys (the others are not looked at)."""
+    keys = SECTIONS[name] if only is None else tuple(key for key in SECTIONS[name] if key.name in only)
     values = {key.name: key.default for key in keys}
     table = data.get(name, {})
     if not isinstance(table, dict):
         problems.add(name, f"{render(table)} is {describe(table)}; expected a table [{name}]")
         return values
-    values.update(_check_keys(table, keys, name, problems))
+    values.update(_check_keys(table, keys, name, problems, unknown_ok=only is not None))
     return values
 
 

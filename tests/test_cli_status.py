@@ -142,3 +142,30 @@ def test_corrupt_state_file_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith(f"{state_file}: not a state file (invalid JSON: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_status_reads_only_the_paths_of_the_config(tmp_path):
+    """A custom type that imports only under the service's PYTHONPATH and a
+    sensor section being edited do not stop `status`."""
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    (tmp_path / "edgesense.toml").write_text(
+        '[supervisor]\nstate_file = "run/state.json"\n' + ONE_SENSOR
+        + '[[sensor]]\nname = "tank"\ntype = "site_sensors.tank:Level"\nintreval = "x"\n')
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"edgesense is running: supervisor pid {os.getpid()}")
+    logs = edgesense("logs", cwd=tmp_path)
+    assert (logs.returncode, logs.stderr) == (1, f"edgesense: no log folder at {tmp_path / 'edgesense-logs'} "
+                                                 "(edgesense has not run with this config yet)\n")
+
+
+def test_status_reports_a_bad_state_file_key_in_one_line(tmp_path):
+    (tmp_path / "edgesense.toml").write_text('[supervisor]\nstate_file = 3\n' + ONE_SENSOR)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f"{tmp_path / 'edgesense.toml'}: supervisor.state_file: 3 is an integer; "
+                             "expected a string\n")
