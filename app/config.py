@@ -9,6 +9,7 @@ ancestor.
 
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -25,6 +26,9 @@ PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 DEFAULT_LOG_DIR = "edgesense-logs"
 STATE_FILE_NAME = "edgesense.state.json"
 SENSOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+DAY = 86400
+WEEK = 7 * DAY
+GIB = 1 << 30
 SEARCH_PATHS = ("./edgesense.toml", "/etc/edgesense/config.toml")
 """Where ``find_config`` looks after ``$EDGESENSE_CONFIG``, in order."""
 
@@ -121,6 +125,7 @@ class Key:
     meaning: str
     minimum: float | None = None
     minimum_inclusive: bool = True
+    maximum: float | None = None
     choices: tuple[str, ...] = ()
     unit: str = ""
 
@@ -131,6 +136,8 @@ class Key:
         words = self.kind.expected
         if self.minimum is not None:
             words += f" {'>=' if self.minimum_inclusive else '>'} {self.minimum:g}"
+        if self.maximum is not None:
+            words += f"{' and' if self.minimum is not None else ''} <= {self.maximum}"
         if self.unit:
             words += f" ({self.unit})"
         return words
@@ -139,6 +146,8 @@ class Key:
         """Why ``value`` is not allowed, or None."""
         if not self.kind.accepts(value):
             return f"{render(value)} is {describe(value)}; expected {self.allowed()}"
+        if self.kind is NUMBER and not _is_finite(value):
+            return f"{render(value)} is not a finite number; expected {self.allowed()}"
         if self.choices and _normalize_choice(self, value) not in self.choices:
             hint = _did_you_mean(str(value), self.choices)
             return f"{render(value)} is not allowed; expected {self.allowed()}{hint}"
@@ -146,9 +155,20 @@ class Key:
             too_small = value < self.minimum if self.minimum_inclusive else value <= self.minimum
             if too_small:
                 return f"{render(value)} is out of range; expected {self.allowed()}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{render(value)} is out of range; expected {self.allowed()}"
         if self.kind is STRING and not value.strip():
             return f"{render(value)} is empty; expected {self.allowed()}"
         return None
+
+
+def _is_finite(number):
+    """Not nan or inf, and an integer that fits a float (a reading is
+    compared with it and it is printed as a float)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _normalize_choice(key, value):
@@ -162,8 +182,10 @@ def _default(cls, name):
     raise KeyError(name)
 
 
-def _seconds(cls, name, meaning, minimum=0, inclusive=False):
-    return Key(name, NUMBER, _default(cls, name), meaning, minimum, inclusive, unit="seconds")
+def _seconds(cls, name, meaning, maximum=DAY):
+    """A time in seconds: more than 0, at most ``maximum`` (a day unless
+    said otherwise), so that every timer the service sets is one it can set."""
+    return Key(name, NUMBER, _default(cls, name), meaning, 0, False, maximum, unit="seconds")
 
 
 LOGGING_KEYS = (
@@ -172,10 +194,11 @@ LOGGING_KEYS = (
     Key("level", STRING, _default(LogSettings, "level"),
         "Lowest level written to the log files and the console.", choices=LEVELS),
     Key("max_file_bytes", INTEGER, _default(LogSettings, "max_file_bytes"),
-        "Size at which a log file is rotated.", 4096, unit="bytes"),
+        "Size at which a log file is rotated.", 4096, maximum=GIB, unit="bytes"),
     Key("max_total_bytes", INTEGER, _default(LogSettings, "max_total_bytes"),
         "Storage budget of the log folder, live and rotated files together; "
-        "at least 2 x max_file_bytes (the live `edgesense.log` and `readings.jsonl`).", 8192, unit="bytes"),
+        "at least 2 x max_file_bytes (the live `edgesense.log` and `readings.jsonl`).", 8192, maximum=1024 * GIB,
+        unit="bytes"),
     Key("compress", BOOLEAN, _default(LogSettings, "compress"), "Gzip rotated files."),
     Key("console", BOOLEAN, _default(LogSettings, "console"),
         "Also print every record on stderr (the journal under systemd)."),
@@ -190,8 +213,9 @@ SUPERVISOR_KEYS = (
              "A sensor that ran this long gets its restart delay reset to backoff_initial."),
     Key("max_restarts", INTEGER, _default(SupervisorSettings, "max_restarts"),
         "More restarts than this within restart_window mark the sensor failed.", 1),
-    _seconds(SupervisorSettings, "restart_window", "The window in which max_restarts counts."),
-    _seconds(SupervisorSettings, "failed_cooldown", "How long a failed sensor rests before it is tried again."),
+    _seconds(SupervisorSettings, "restart_window", "The window in which max_restarts counts.", WEEK),
+    _seconds(SupervisorSettings, "failed_cooldown",
+             "How long a failed sensor rests before it is tried again.", WEEK),
     _seconds(SupervisorSettings, "stop_timeout",
              "How long a sensor may take to stop before it is killed."),
     Key("state_file", STRING, None,
