@@ -589,12 +589,46 @@ def _check_pins(type_name, options, key_path, pin_owners, problems):
     """Two sensors on one pin: the later one gets the message. ``pins_of``
     gives gpiozero's name of each pin, so 17 and "BOARD11" are one pin."""
     for key, value in options.items():
-        for pin in registry.pins_of(type_name, {key: value}):
+        pins = registry.pins_of(type_name, {key: value})
+        if pins and not is_gpio_pin(value):
+            problems.add(f"{key_path}.{key}", _pin_problem(value))
+            continue
+        for pin in pins:
             first = pin_owners.setdefault(pin, key_path)
             if first != key_path:
                 problems.add(f"{key_path}.{key}",
                              f"{render(value)} is already used by {first} (as {pin}); "
                              "two sensors cannot share a pin")
+
+
+BCM_PIN = re.compile(r"(?:GPIO|BCM)?(0|[1-9][0-9]?)")
+HIGHEST_BCM_PIN = 53
+"""The highest GPIO number of any Pi (the compute modules'); the 40-pin
+header has GPIO0 to GPIO27, which is what the board tables know."""
+
+
+def is_gpio_pin(value):
+    """Whether gpiozero can take ``value`` as a GPIO pin: a BCM number 0-53
+    (``17``, ``"17"``, ``"GPIO17"``, ``"BCM17"``) or a header name of a GPIO
+    pin (``"BOARD11"``, ``"J8:11"``, ``"WPI0"``). Names are case-sensitive,
+    as in gpiozero: ``"gpio17"`` is not a pin."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return False
+    if isinstance(value, int):
+        return 0 <= value <= HIGHEST_BCM_PIN
+    number = BCM_PIN.fullmatch(value)
+    if number:
+        return int(number[1]) <= HIGHEST_BCM_PIN
+    canonical = registry.canonical_pin(value)
+    return canonical != value and BCM_PIN.fullmatch(canonical) is not None
+
+
+def _pin_problem(value):
+    message = (f"{render(value)} is not a GPIO pin; expected a BCM number 0-{HIGHEST_BCM_PIN} "
+               '(17, "GPIO17", "BCM17") or a header pin ("BOARD11", "J8:11")')
+    if isinstance(value, str) and is_gpio_pin(value.strip().upper()):
+        message += f"; did you mean {render(value.strip().upper())}?"
+    return message
 
 
 # --- Paths ---

@@ -164,3 +164,35 @@ def test_demo_is_a_valid_config_on_mock_pins(tmp_path):
         ("disk", "disk_usage"),
     ]
     assert os.listdir(tmp_path) == []
+
+
+PIN_NAMES = [0, 17, 27, "17", "GPIO17", "BCM17", "BOARD11", "J8:11", "WPI0", -1, 54,
+             99999999999999999999, "GPIO999", "nonsense", "gpio17", "bcm17", "board11",
+             " 17", "GPIO017", "017", "BOARD1", "J8:1", "BOARD41", ""]
+
+
+@pytest.mark.parametrize("name", PIN_NAMES, ids=repr)
+def test_pin_names_are_those_gpiozero_takes(name):
+    """On the 40-pin header (the mock board), a name passes check exactly
+    when gpiozero's MockFactory makes a pin of it."""
+    from gpiozero.exc import PinInvalidPin
+    from gpiozero.pins.mock import MockFactory
+
+    from app.config import is_gpio_pin
+
+    factory = MockFactory()
+    try:
+        factory.pin(name).close()
+        accepted = True
+    except PinInvalidPin:
+        accepted = False
+    finally:
+        factory.close()
+    assert is_gpio_pin(name) == accepted
+
+
+def test_compute_module_gpio_numbers_pass():
+    from app.config import is_gpio_pin
+
+    assert [is_gpio_pin(pin) for pin in (53, "GPIO53", "BCM53", True, 17.0)] == [
+        True, True, True, False, False]
