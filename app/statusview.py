@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 
 
+PID_MAX_LIMIT = 1 << 22
+"""Linux's highest possible process id (``/proc/sys/kernel/pid_max`` is at most this)."""
+
+
 class StateFileError(Exception):
     """The state file is missing or unreadable: one line for the person."""
 
@@ -34,20 +38,30 @@ def read_state(path):
         raise StateFileError(f"edgesense is not running: no state file at {path}") from None
     except OSError as error:
         raise StateFileError(f"cannot read the state file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise StateFileError(f"{path}: not a state file (not UTF-8 text at byte {error.start})") from None
     try:
         state = json.loads(text)
     except ValueError as error:
         raise StateFileError(f"{path}: not a state file (invalid JSON: {error})") from None
     if not isinstance(state, dict) or not isinstance(state.get("supervisor"), dict):
         raise StateFileError(f"{path}: not a state file (no supervisor entry)")
+    pid = state["supervisor"].get("pid")
+    if not _is_pid(pid):
+        raise StateFileError(f"{path}: not a state file (supervisor pid {json.dumps(pid)} "
+                             "is not a process id)")
     return text, state
+
+
+def _is_pid(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= PID_MAX_LIMIT
 
 
 def process_alive(pid):
     """Whether ``pid`` is a live process. (A pid reused after a reboot would
     look alive; comparing start times instead is wrong on a board without a
     real-time clock, whose wall clock jumps when NTP syncs.)"""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+    if not _is_pid(pid):
         return False
     try:
         os.kill(pid, 0)

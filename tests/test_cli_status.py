@@ -169,3 +169,24 @@ def test_status_reports_a_bad_state_file_key_in_one_line(tmp_path):
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (f"{tmp_path / 'edgesense.toml'}: supervisor.state_file: 3 is an integer; "
                              "expected a string\n")
+
+
+def test_state_file_that_is_not_utf8_is_one_line(tmp_path):
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    state_file.write_bytes(b'{"supervisor": {"pid": 1}, "x": "\xff\xfe"}')
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"{state_file}: not a state file (not UTF-8 text at byte 33)\n"
+
+
+def test_state_file_with_a_huge_pid_is_one_line(tmp_path):
+    document = state(99999999999999999999, time.time())
+    state_file = write_config(tmp_path, document)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"{state_file}: not a state file "
+                             "(supervisor pid 99999999999999999999 is not a process id)\n")
