@@ -183,6 +183,10 @@ def cmd_init(args):
         print(f"edgesense: {path} is a folder; give a file name such as {path / DEFAULT_INIT_PATH}",
               file=sys.stderr)
         return ExitStatus.USAGE
+    if not path.parent.is_dir():
+        print(f"edgesense: cannot write {path}: there is no folder {path.parent} "
+              "(init does not create folders)", file=sys.stderr)
+        return ExitStatus.USAGE
     if path.exists() and not args.force:
         print(f"edgesense: {path} exists; not overwritten (use --force)", file=sys.stderr)
         return ExitStatus.USAGE

@@ -26,6 +26,7 @@ PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 DEFAULT_LOG_DIR = "edgesense-logs"
 STATE_FILE_NAME = "edgesense.state.json"
 SENSOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+BYTE_ORDER_MARK = "\ufeff"
 DAY = 86400
 WEEK = 7 * DAY
 GIB = 1 << 30
@@ -159,6 +160,8 @@ class Key:
             return f"{render(value)} is out of range; expected {self.allowed()}"
         if self.kind is STRING and not value.strip():
             return f"{render(value)} is empty; expected {self.allowed()}"
+        if self.kind is STRING and "\0" in value:
+            return f"{render(value)} contains a NUL character (\\u0000); remove it"
         return None
 
 
@@ -321,6 +324,7 @@ def read_toml(path):
             f"{path}: line {line}, column {column}: not UTF-8 text "
             f"(byte 0x{raw[error.start]:02x}); save the file as UTF-8"
         ]) from None
+    text = text.removeprefix(BYTE_ORDER_MARK)  # some Windows editors write one
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -511,24 +515,28 @@ def _unique_names(sections):
     for table in sections:
         name = table.get("name")
         if isinstance(name, str):
-            counts[name] = counts.get(name, 0) + 1
+            counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
     return {index: table["name"] for index, table in enumerate(sections, start=1)
             if isinstance(table.get("name"), str) and SENSOR_NAME.fullmatch(table["name"])
-            and counts[table["name"]] == 1}
+            and counts[table["name"].casefold()] == 1}
 
 
 def _check_duplicate_names(sections, problems):
-    first_index = {}
+    """Names are unique ignoring case: they name log files, processes and
+    greps, and "Door" and "door" are one name to a person."""
+    first = {}
     for index, table in enumerate(sections, start=1):
         name = table.get("name")
         if not isinstance(name, str):
             continue
-        if name in first_index:
-            problems.add(f"sensor[{index}].name",
-                         f"{render(name)} is already the name of sensor[{first_index[name]}]; "
-                         "names must be unique")
-        else:
-            first_index[name] = index
+        if name.casefold() not in first:
+            first[name.casefold()] = (index, name)
+            continue
+        first_index, first_name = first[name.casefold()]
+        other = "" if first_name == name else f" ({render(first_name)})"
+        problems.add(f"sensor[{index}].name",
+                     f"{render(name)} is already the name of sensor[{first_index}]{other}; "
+                     "names must be unique, ignoring case")
 
 
 def _sensor(table, key_path, pin_owners, problems):
@@ -548,8 +556,11 @@ def _sensor(table, key_path, pin_owners, problems):
     if above is not None and below is not None and below >= above:
         problems.add(f"{key_path}.warn_below",
                      f"{render(below)} is not below warn_above ({render(above)})")
-    if "type" in common and _check_type(common["type"], options, key_path, problems):
-        _check_pins(common["type"], options, key_path, pin_owners, problems)
+    type_name = common.get("type")
+    if type_name is None or not _check_type(type_name, key_path, problems):
+        _check_misspelt_common_keys(options, key_path, problems)
+    elif _check_options(type_name, options, key_path, problems):
+        _check_pins(type_name, options, key_path, pin_owners, problems)
     if len(problems.lines) > before:
         return None
     return SensorConfig(options=options, **common)
@@ -559,9 +570,8 @@ def _key(keys, name):
     return next(key for key in keys if key.name == name)
 
 
-def _check_type(type_name, options, key_path, problems):
-    """Whether the sensor type exists (or imports) and accepts ``options``;
-    a problem for each thing wrong."""
+def _check_type(type_name, key_path, problems):
+    """Whether the sensor type exists (or imports); a problem if not."""
     try:
         registry.resolve(type_name)
     except registry.SensorTypeError as error:
@@ -571,10 +581,25 @@ def _check_type(type_name, options, key_path, problems):
         problems.add(f"{key_path}.type", f"cannot import {render(type_name)}: "
                                          f"{type(error).__name__}: {error}")
         return False
+    return True
+
+
+def _check_options(type_name, options, key_path, problems):
+    """Whether the type accepts ``options``; a problem for each thing wrong."""
     option_problems = registry.check_options(type_name, options)
     for option, message in option_problems:
         problems.add(f"{key_path}.{option}", message + _common_key_hint(option, message))
     return not option_problems
+
+
+def _check_misspelt_common_keys(options, key_path, problems):
+    """Without a usable type its keys cannot be checked, but a key that
+    looks like a misspelt common key (``tpye``, ``intreval``) is one."""
+    common = [key.name for key in SENSOR_KEYS]
+    for option in options:
+        hint = _did_you_mean(option, common)
+        if hint:
+            problems.add(f"{key_path}.{option}", "unknown key" + hint)
 
 
 def _common_key_hint(option, message):

@@ -196,3 +196,10 @@ def test_compute_module_gpio_numbers_pass():
 
     assert [is_gpio_pin(pin) for pin in (53, "GPIO53", "BCM53", True, 17.0)] == [
         True, True, True, False, False]
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + ONE_SENSOR.encode())
+
+    assert [sensor.name for sensor in load_config(path).sensors] == ["load"]
