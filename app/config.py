@@ -200,8 +200,8 @@ LOGGING_KEYS = (
         "Size at which a log file is rotated.", 4096, maximum=GIB, unit="bytes"),
     Key("max_total_bytes", INTEGER, _default(LogSettings, "max_total_bytes"),
         "Storage budget of the log folder, live and rotated files together; "
-        "at least 2 x max_file_bytes (the live `edgesense.log` and `readings.jsonl`).", 8192, maximum=1024 * GIB,
-        unit="bytes"),
+        "at least 2 x max_file_bytes (the live `edgesense.log` and `readings.jsonl`).", 8192,
+        maximum=1024 * GIB, unit="bytes"),
     Key("compress", BOOLEAN, _default(LogSettings, "compress"), "Gzip rotated files."),
     Key("console", BOOLEAN, _default(LogSettings, "console"),
         "Also print every record on stderr (the journal under systemd)."),

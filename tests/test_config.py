@@ -98,7 +98,8 @@ def test_every_error_at_once_each_naming_the_file_and_key(tmp_path):
 
     assert raised.value.errors == [
         f'{path}: logging.level: 3 is an integer; expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL',
-        f'{path}: logging.max_file_bytes: 1 is out of range; expected an integer >= 4096 and <= 1073741824 (bytes)',
+        f'{path}: logging.max_file_bytes: 1 is out of range; '
+        'expected an integer >= 4096 and <= 1073741824 (bytes)',
         f'{path}: sensor "a".interval: -1 is out of range; expected a number > 0 and <= 86400 (seconds)',
         f'{path}: sensor "a".read_timeout: 0 is out of range; expected a number > 0 and <= 86400 (seconds)',
     ]
