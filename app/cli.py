@@ -13,10 +13,12 @@ from importlib import resources
 from pathlib import Path
 
 from app import demo
-from app.config import LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config
+from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config, load_paths,
+                        paths_from_dict)
 from app.exit_status import ExitStatus
 from app.logview import RecordFilter, show_logs
-from app.statusview import StateFileError, describe_state, read_state
+from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
+                            with_latest_readings)
 
 DEFAULT_INIT_PATH = "edgesense.toml"
 
@@ -106,12 +108,21 @@ def _count(text):
     return value
 
 
-def _config_or_demo(args, *, check_paths=True):
+def _config_or_demo(args):
     """The config named by --config or found by lookup, else the demo's."""
     path = args.config or find_config()
     if path is None:
         return demo.demo_config(), True
-    return load_config(path, check_paths=check_paths), False
+    return load_config(path), False
+
+
+def _service_paths(args):
+    """The log folder and state file of the config named by --config or
+    found by lookup (else the demo's), read without validating the rest."""
+    path = args.config or find_config()
+    if path is None:
+        return paths_from_dict(demo.demo_settings(), base_dir=Path.cwd(), source=demo.SOURCE)
+    return load_paths(path)
 
 
 def cmd_run(args):
@@ -173,6 +184,10 @@ def cmd_init(args):
         print(f"edgesense: {path} is a folder; give a file name such as {path / DEFAULT_INIT_PATH}",
               file=sys.stderr)
         return ExitStatus.USAGE
+    if not path.parent.is_dir():
+        print(f"edgesense: cannot write {path}: there is no folder {path.parent} "
+              "(init does not create folders)", file=sys.stderr)
+        return ExitStatus.USAGE
     if path.exists() and not args.force:
         print(f"edgesense: {path} exists; not overwritten (use --force)", file=sys.stderr)
         return ExitStatus.USAGE
@@ -189,13 +204,13 @@ def cmd_init(args):
 
 
 def cmd_status(args):
-    config, _ = _config_or_demo(args, check_paths=False)
+    paths = _service_paths(args)
     try:
-        text, state = read_state(config.supervisor.state_file)
+        text, state = read_state(paths.state_file)
     except StateFileError as error:
         print(error, file=sys.stderr)
         return ExitStatus.FAILURE
-    lines, running = describe_state(state)
+    lines, running = describe_state(with_latest_readings(state, latest_readings(paths.log_dir)))
     if args.json:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -207,8 +222,7 @@ def cmd_logs(args):
     if args.readings and args.level:
         print("edgesense: --level does not apply to --readings", file=sys.stderr)
         return ExitStatus.USAGE
-    config, _ = _config_or_demo(args, check_paths=False)
-    directory = config.logging.dir
+    directory = _service_paths(args).log_dir
     if not directory.is_dir():
         print(f"edgesense: no log folder at {directory} "
               "(edgesense has not run with this config yet)", file=sys.stderr)

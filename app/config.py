@@ -9,6 +9,7 @@ ancestor.
 
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -25,6 +26,10 @@ PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 DEFAULT_LOG_DIR = "edgesense-logs"
 STATE_FILE_NAME = "edgesense.state.json"
 SENSOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+BYTE_ORDER_MARK = "\ufeff"
+DAY = 86400
+WEEK = 7 * DAY
+GIB = 1 << 30
 SEARCH_PATHS = ("./edgesense.toml", "/etc/edgesense/config.toml")
 """Where ``find_config`` looks after ``$EDGESENSE_CONFIG``, in order."""
 
@@ -121,6 +126,7 @@ class Key:
     meaning: str
     minimum: float | None = None
     minimum_inclusive: bool = True
+    maximum: float | None = None
     choices: tuple[str, ...] = ()
     unit: str = ""
 
@@ -131,6 +137,8 @@ class Key:
         words = self.kind.expected
         if self.minimum is not None:
             words += f" {'>=' if self.minimum_inclusive else '>'} {self.minimum:g}"
+        if self.maximum is not None:
+            words += f"{' and' if self.minimum is not None else ''} <= {self.maximum}"
         if self.unit:
             words += f" ({self.unit})"
         return words
@@ -139,6 +147,8 @@ class Key:
         """Why ``value`` is not allowed, or None."""
         if not self.kind.accepts(value):
             return f"{render(value)} is {describe(value)}; expected {self.allowed()}"
+        if self.kind is NUMBER and not _is_finite(value):
+            return f"{render(value)} is not a finite number; expected {self.allowed()}"
         if self.choices and _normalize_choice(self, value) not in self.choices:
             hint = _did_you_mean(str(value), self.choices)
             return f"{render(value)} is not allowed; expected {self.allowed()}{hint}"
@@ -146,9 +156,22 @@ class Key:
             too_small = value < self.minimum if self.minimum_inclusive else value <= self.minimum
             if too_small:
                 return f"{render(value)} is out of range; expected {self.allowed()}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{render(value)} is out of range; expected {self.allowed()}"
         if self.kind is STRING and not value.strip():
             return f"{render(value)} is empty; expected {self.allowed()}"
+        if self.kind is STRING and "\0" in value:
+            return f"{render(value)} contains a NUL character (\\u0000); remove it"
         return None
+
+
+def _is_finite(number):
+    """Not nan or inf, and an integer that fits a float (a reading is
+    compared with it and it is printed as a float)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _normalize_choice(key, value):
@@ -162,8 +185,10 @@ def _default(cls, name):
     raise KeyError(name)
 
 
-def _seconds(cls, name, meaning, minimum=0, inclusive=False):
-    return Key(name, NUMBER, _default(cls, name), meaning, minimum, inclusive, unit="seconds")
+def _seconds(cls, name, meaning, maximum=DAY):
+    """A time in seconds: more than 0, at most ``maximum`` (a day unless
+    said otherwise), so that every timer the service sets is one it can set."""
+    return Key(name, NUMBER, _default(cls, name), meaning, 0, False, maximum, unit="seconds")
 
 
 LOGGING_KEYS = (
@@ -172,10 +197,11 @@ LOGGING_KEYS = (
     Key("level", STRING, _default(LogSettings, "level"),
         "Lowest level written to the log files and the console.", choices=LEVELS),
     Key("max_file_bytes", INTEGER, _default(LogSettings, "max_file_bytes"),
-        "Size at which a log file is rotated.", 4096, unit="bytes"),
+        "Size at which a log file is rotated.", 4096, maximum=GIB, unit="bytes"),
     Key("max_total_bytes", INTEGER, _default(LogSettings, "max_total_bytes"),
         "Storage budget of the log folder, live and rotated files together; "
-        "at least 2 x max_file_bytes (the live `edgesense.log` and `readings.jsonl`).", 8192, unit="bytes"),
+        "at least 2 x max_file_bytes (the live `edgesense.log` and `readings.jsonl`).", 8192,
+        maximum=1024 * GIB, unit="bytes"),
     Key("compress", BOOLEAN, _default(LogSettings, "compress"), "Gzip rotated files."),
     Key("console", BOOLEAN, _default(LogSettings, "console"),
         "Also print every record on stderr (the journal under systemd)."),
@@ -190,8 +216,9 @@ SUPERVISOR_KEYS = (
              "A sensor that ran this long gets its restart delay reset to backoff_initial."),
     Key("max_restarts", INTEGER, _default(SupervisorSettings, "max_restarts"),
         "More restarts than this within restart_window mark the sensor failed.", 1),
-    _seconds(SupervisorSettings, "restart_window", "The window in which max_restarts counts."),
-    _seconds(SupervisorSettings, "failed_cooldown", "How long a failed sensor rests before it is tried again."),
+    _seconds(SupervisorSettings, "restart_window", "The window in which max_restarts counts.", WEEK),
+    _seconds(SupervisorSettings, "failed_cooldown",
+             "How long a failed sensor rests before it is tried again.", WEEK),
     _seconds(SupervisorSettings, "stop_timeout",
              "How long a sensor may take to stop before it is killed."),
     Key("state_file", STRING, None,
@@ -297,6 +324,7 @@ def read_toml(path):
             f"{path}: line {line}, column {column}: not UTF-8 text "
             f"(byte 0x{raw[error.start]:02x}); save the file as UTF-8"
         ]) from None
+    text = text.removeprefix(BYTE_ORDER_MARK)  # some Windows editors write one
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -348,6 +376,35 @@ def load_config(path, *, check_paths=True):
                             source=str(path), check_paths=check_paths)
 
 
+@dataclass(frozen=True)
+class ServicePaths:
+    """Where a running service keeps its log folder and its state file."""
+
+    log_dir: Path
+    state_file: Path
+
+
+def load_paths(path):
+    """Only ``[logging] dir`` and ``[supervisor] state_file`` of a config
+    file, for ``status`` and ``logs``: they work whatever else the file
+    holds (a sensor section being edited, a custom type that imports only
+    under the service's PYTHONPATH). Raise ConfigError (one line each) when
+    the file is not TOML or those keys are wrong."""
+    return paths_from_dict(read_toml(path), base_dir=Path(path).absolute().parent, source=str(path))
+
+
+def paths_from_dict(data, *, base_dir, source):
+    """``load_paths`` for parsed TOML ``data``."""
+    problems = _Problems(source)
+    log_dir = _section(data, "logging", problems, only=("dir",))["dir"]
+    state_file = _section(data, "supervisor", problems, only=("state_file",))["state_file"]
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    log_dir = _resolve_path(log_dir, base_dir)
+    state_file = log_dir / STATE_FILE_NAME if state_file is None else _resolve_path(state_file, base_dir)
+    return ServicePaths(log_dir, state_file)
+
+
 def config_from_dict(data, *, path, base_dir, source, check_paths=True):
     """Validate parsed TOML ``data``; relative paths resolve against
     ``base_dir``; messages start with ``source``."""
@@ -371,15 +428,16 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True):
                   sensors=tuple(sensors))
 
 
-def _section(data, name, problems):
-    """The valid keys of a table section, with defaults filled in."""
-    keys = SECTIONS[name]
+def _section(data, name, problems, only=None):
+    """The valid keys of a table section, with defaults filled in; with
+    ``only``, just those keys (the others are not looked at)."""
+    keys = SECTIONS[name] if only is None else tuple(key for key in SECTIONS[name] if key.name in only)
     values = {key.name: key.default for key in keys}
     table = data.get(name, {})
     if not isinstance(table, dict):
         problems.add(name, f"{render(table)} is {describe(table)}; expected a table [{name}]")
         return values
-    values.update(_check_keys(table, keys, name, problems))
+    values.update(_check_keys(table, keys, name, problems, unknown_ok=only is not None))
     return values
 
 
@@ -457,24 +515,28 @@ def _unique_names(sections):
     for table in sections:
         name = table.get("name")
         if isinstance(name, str):
-            counts[name] = counts.get(name, 0) + 1
+            counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
     return {index: table["name"] for index, table in enumerate(sections, start=1)
             if isinstance(table.get("name"), str) and SENSOR_NAME.fullmatch(table["name"])
-            and counts[table["name"]] == 1}
+            and counts[table["name"].casefold()] == 1}
 
 
 def _check_duplicate_names(sections, problems):
-    first_index = {}
+    """Names are unique ignoring case: they name log files, processes and
+    greps, and "Door" and "door" are one name to a person."""
+    first = {}
     for index, table in enumerate(sections, start=1):
         name = table.get("name")
         if not isinstance(name, str):
             continue
-        if name in first_index:
-            problems.add(f"sensor[{index}].name",
-                         f"{render(name)} is already the name of sensor[{first_index[name]}]; "
-                         "names must be unique")
-        else:
-            first_index[name] = index
+        if name.casefold() not in first:
+            first[name.casefold()] = (index, name)
+            continue
+        first_index, first_name = first[name.casefold()]
+        other = "" if first_name == name else f" ({render(first_name)})"
+        problems.add(f"sensor[{index}].name",
+                     f"{render(name)} is already the name of sensor[{first_index}]{other}; "
+                     "names must be unique, ignoring case")
 
 
 def _sensor(table, key_path, pin_owners, problems):
@@ -494,8 +556,11 @@ def _sensor(table, key_path, pin_owners, problems):
     if above is not None and below is not None and below >= above:
         problems.add(f"{key_path}.warn_below",
                      f"{render(below)} is not below warn_above ({render(above)})")
-    if "type" in common and _check_type(common["type"], options, key_path, problems):
-        _check_pins(common["type"], options, key_path, pin_owners, problems)
+    type_name = common.get("type")
+    if type_name is None or not _check_type(type_name, key_path, problems):
+        _check_misspelt_common_keys(options, key_path, problems)
+    elif _check_options(type_name, options, key_path, problems):
+        _check_pins(type_name, options, key_path, pin_owners, problems)
     if len(problems.lines) > before:
         return None
     return SensorConfig(options=options, **common)
@@ -505,9 +570,8 @@ def _key(keys, name):
     return next(key for key in keys if key.name == name)
 
 
-def _check_type(type_name, options, key_path, problems):
-    """Whether the sensor type exists (or imports) and accepts ``options``;
-    a problem for each thing wrong."""
+def _check_type(type_name, key_path, problems):
+    """Whether the sensor type exists (or imports); a problem if not."""
     try:
         registry.resolve(type_name)
     except registry.SensorTypeError as error:
@@ -517,10 +581,25 @@ def _check_type(type_name, options, key_path, problems):
         problems.add(f"{key_path}.type", f"cannot import {render(type_name)}: "
                                          f"{type(error).__name__}: {error}")
         return False
+    return True
+
+
+def _check_options(type_name, options, key_path, problems):
+    """Whether the type accepts ``options``; a problem for each thing wrong."""
     option_problems = registry.check_options(type_name, options)
     for option, message in option_problems:
         problems.add(f"{key_path}.{option}", message + _common_key_hint(option, message))
     return not option_problems
+
+
+def _check_misspelt_common_keys(options, key_path, problems):
+    """Without a usable type its keys cannot be checked, but a key that
+    looks like a misspelt common key (``tpye``, ``intreval``) is one."""
+    common = [key.name for key in SENSOR_KEYS]
+    for option in options:
+        hint = _did_you_mean(option, common)
+        if hint:
+            problems.add(f"{key_path}.{option}", "unknown key" + hint)
 
 
 def _common_key_hint(option, message):
@@ -535,12 +614,46 @@ def _check_pins(type_name, options, key_path, pin_owners, problems):
     """Two sensors on one pin: the later one gets the message. ``pins_of``
     gives gpiozero's name of each pin, so 17 and "BOARD11" are one pin."""
     for key, value in options.items():
-        for pin in registry.pins_of(type_name, {key: value}):
+        pins = registry.pins_of(type_name, {key: value})
+        if pins and not is_gpio_pin(value):
+            problems.add(f"{key_path}.{key}", _pin_problem(value))
+            continue
+        for pin in pins:
             first = pin_owners.setdefault(pin, key_path)
             if first != key_path:
                 problems.add(f"{key_path}.{key}",
                              f"{render(value)} is already used by {first} (as {pin}); "
                              "two sensors cannot share a pin")
+
+
+BCM_PIN = re.compile(r"(?:GPIO|BCM)?(0|[1-9][0-9]?)")
+HIGHEST_BCM_PIN = 53
+"""The highest GPIO number of any Pi (the compute modules'); the 40-pin
+header has GPIO0 to GPIO27, which is what the board tables know."""
+
+
+def is_gpio_pin(value):
+    """Whether gpiozero can take ``value`` as a GPIO pin: a BCM number 0-53
+    (``17``, ``"17"``, ``"GPIO17"``, ``"BCM17"``) or a header name of a GPIO
+    pin (``"BOARD11"``, ``"J8:11"``, ``"WPI0"``). Names are case-sensitive,
+    as in gpiozero: ``"gpio17"`` is not a pin."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return False
+    if isinstance(value, int):
+        return 0 <= value <= HIGHEST_BCM_PIN
+    number = BCM_PIN.fullmatch(value)
+    if number:
+        return int(number[1]) <= HIGHEST_BCM_PIN
+    canonical = registry.canonical_pin(value)
+    return canonical != value and BCM_PIN.fullmatch(canonical) is not None
+
+
+def _pin_problem(value):
+    message = (f"{render(value)} is not a GPIO pin; expected a BCM number 0-{HIGHEST_BCM_PIN} "
+               '(17, "GPIO17", "BCM17") or a header pin ("BOARD11", "J8:11")')
+    if isinstance(value, str) and is_gpio_pin(value.strip().upper()):
+        message += f"; did you mean {render(value.strip().upper())}?"
+    return message
 
 
 # --- Paths ---

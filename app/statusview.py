@@ -15,10 +15,20 @@ Timestamps are epoch seconds. The supervisor's optional ``state`` is
 file was written.
 """
 
+import datetime
 import json
 import os
 import time
 from pathlib import Path
+
+READINGS_FILE = "readings.jsonl"
+READINGS_TAIL_BYTES = 16384
+"""How much of the end of readings.jsonl ``status`` reads: the last reading
+of every sensor of a node is in it, and the file is never read whole."""
+
+
+PID_MAX_LIMIT = 1 << 22
+"""Linux's highest possible process id (``/proc/sys/kernel/pid_max`` is at most this)."""
 
 
 class StateFileError(Exception):
@@ -34,20 +44,30 @@ def read_state(path):
         raise StateFileError(f"edgesense is not running: no state file at {path}") from None
     except OSError as error:
         raise StateFileError(f"cannot read the state file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise StateFileError(f"{path}: not a state file (not UTF-8 text at byte {error.start})") from None
     try:
         state = json.loads(text)
     except ValueError as error:
         raise StateFileError(f"{path}: not a state file (invalid JSON: {error})") from None
     if not isinstance(state, dict) or not isinstance(state.get("supervisor"), dict):
         raise StateFileError(f"{path}: not a state file (no supervisor entry)")
+    pid = state["supervisor"].get("pid")
+    if not _is_pid(pid):
+        raise StateFileError(f"{path}: not a state file (supervisor pid {json.dumps(pid)} "
+                             "is not a process id)")
     return text, state
+
+
+def _is_pid(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= PID_MAX_LIMIT
 
 
 def process_alive(pid):
     """Whether ``pid`` is a live process. (A pid reused after a reboot would
     look alive; comparing start times instead is wrong on a board without a
     real-time clock, whose wall clock jumps when NTP syncs.)"""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+    if not _is_pid(pid):
         return False
     try:
         os.kill(pid, 0)
@@ -56,6 +76,57 @@ def process_alive(pid):
     except PermissionError:
         pass  # alive, owned by another user (the edgesense service user)
     return True
+
+
+def latest_readings(log_dir, tail_bytes=READINGS_TAIL_BYTES):
+    """Sensor name -> its newest ``{"value", "ts"}`` (epoch seconds) in the
+    last ``tail_bytes`` of ``readings.jsonl``; empty when there is no such
+    file. The supervisor refreshes the state file only every few seconds,
+    the listener writes every reading as it comes."""
+    try:
+        with open(Path(log_dir) / READINGS_FILE, "rb") as file:
+            start = max(0, file.seek(0, os.SEEK_END) - tail_bytes)
+            file.seek(start)
+            tail = file.read(tail_bytes)
+    except OSError:
+        return {}
+    lines = tail.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # the first line is cut
+    latest = {}
+    for line in lines:
+        reading = _parse_reading(line)
+        if reading is not None:
+            name, value, stamp = reading
+            if stamp >= latest.get(name, {"ts": stamp})["ts"]:
+                latest[name] = {"value": value, "ts": stamp}
+    return latest
+
+
+def _parse_reading(line):
+    """``(sensor, value, epoch seconds)`` of one readings.jsonl line, or None."""
+    try:
+        reading = json.loads(line)
+        stamp = datetime.datetime.fromisoformat(reading["ts"]).timestamp()
+        name = reading["sensor"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (name, reading.get("value"), stamp) if isinstance(name, str) else None
+
+
+def with_latest_readings(state, readings):
+    """``state`` with each sensor's last reading replaced by a newer one
+    from ``readings`` (as given by ``latest_readings``)."""
+    sensors = []
+    for sensor in state.get("sensors") or []:
+        if isinstance(sensor, dict) and sensor.get("name") in readings:
+            newer = readings[sensor["name"]]
+            known = sensor.get("last_reading")
+            known_stamp = known.get("ts") if isinstance(known, dict) else None
+            if not _is_number(known_stamp) or newer["ts"] > known_stamp:
+                sensor = dict(sensor, last_reading=newer)
+        sensors.append(sensor)
+    return dict(state, sensors=sensors)
 
 
 def describe_state(state, now=None):

@@ -7,7 +7,9 @@ temporary file, and ``STATE_FILE_RESERVE`` bytes for the supervisor's state
 file. The oldest rotated file goes first, whichever live file it came from.
 
 Sizes are counted here, not asked of the file system per record: the
-directory is scanned only at start and after each rotation.
+directory is scanned at start and after each rotation, and, while lines are
+dropped for want of room, at most once per ``RESCAN_SECONDS``, so writing
+resumes by itself when other files make room.
 """
 
 import errno
@@ -16,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 
 STATE_FILE_NAME = "edgesense.state.json"
@@ -24,6 +27,9 @@ STATE_FILE_RESERVE = 4096
 
 GZIP_LEVEL = 6
 """Nearly the ratio of level 9 at a fraction of its time on a small board."""
+
+RESCAN_SECONDS = 1.0
+"""While lines do not fit, the directory is scanned again at most this often."""
 
 TEMP_SUFFIX = ".tmp"
 FRESH_SUFFIX = ".new"
@@ -182,7 +188,10 @@ class LogDirectory:
         self._rotated = []
         self._rotated_bytes = 0
         self._other_bytes = 0
+        self._foreign_bytes = 0
+        self._last_scan = time.monotonic()
         self._budget_failing = False
+        self._lines_dropped = 0
         self._rotation_failing = False
         os.makedirs(self.path, exist_ok=True)
 
@@ -209,13 +218,27 @@ class LogDirectory:
         if live.size and live.size + size > self.max_file_bytes:
             self.rotate(live)
         fits = self._fit(live, size)
+        if not fits and time.monotonic() - self._last_scan >= RESCAN_SECONDS:
+            self._scan()
+            fits = self._fit(live, size)
         if fits and self._budget_failing:
-            self._budget_failing = False
-        elif not fits and not self._budget_failing:
-            self._budget_failing = True
-            self.report(f"a {size}-byte line does not fit in the {self.max_total_bytes}-byte budget "
-                        f"of {self.path}; dropping such lines")
+            self._leave_budget_failing()
+        elif not fits:
+            self._lines_dropped += 1
+            if not self._budget_failing:
+                self._enter_budget_failing(size)
         return fits
+
+    def _enter_budget_failing(self, size):
+        self._budget_failing = True
+        self.report(f"a {size}-byte line does not fit in the {self.max_total_bytes}-byte budget "
+                    f"of {self.path}: other files in it use {self._foreign_bytes} bytes; "
+                    "dropping lines until there is room")
+
+    def _leave_budget_failing(self):
+        self._budget_failing = False
+        dropped, self._lines_dropped = self._lines_dropped, 0
+        self.report(f"room in the budget of {self.path} again; {dropped} lines were dropped meanwhile")
 
     def rotate(self, live, compress=None):
         """Make ``live``'s content the newest rotated file and start it afresh.
@@ -242,12 +265,22 @@ class LogDirectory:
         self._report(f"edgesense: {message}")
 
     def _fit(self, live, size):
+        """Make room for ``size`` more bytes in ``live``, unless even deleting
+        every rotated file could not: then delete nothing and return False."""
         while self.used_bytes() + size > self.max_total_bytes:
+            if self._floor(live) + size > self.max_total_bytes:
+                return False
             if self._rotated:
                 self._delete(self._oldest())
             elif not (live.size and self.rotate(live, compress=False)):
                 return False
         return True
+
+    def _floor(self, live):
+        """Bytes no rotation of ``live`` or deletion can free: other files
+        and the other live files."""
+        others = sum(other.size for other in self._live.values() if other is not live)
+        return self._other_bytes + others
 
     def _oldest(self, keep=None):
         candidates = [rotated for rotated in self._rotated if rotated.path != keep]
@@ -290,8 +323,11 @@ class LogDirectory:
 
     def _room_to_compress(self, path):
         try:
-            bound = gzip_bound(os.stat(path).st_size)
+            size = os.stat(path).st_size
         except OSError:
+            return False
+        bound = gzip_bound(size)
+        if self.used_bytes() - self._rotated_bytes + size + bound > self.max_total_bytes:
             return False
         while self.used_bytes() + bound > self.max_total_bytes:
             oldest = self._oldest(keep=path)
@@ -318,7 +354,9 @@ class LogDirectory:
                     other_bytes += info.st_size
         self._rotated = rotated
         self._rotated_bytes = sum(file.size for file in rotated)
+        self._foreign_bytes = other_bytes + state_bytes
         self._other_bytes = other_bytes + max(state_bytes, STATE_FILE_RESERVE)
+        self._last_scan = time.monotonic()
 
     def _remove_leftovers(self, live_name):
         """Temporary files of an interrupted rotation, and a plain rotated file

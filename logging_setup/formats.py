@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import time
 
@@ -104,8 +105,23 @@ def reading_of(record):
 
 
 def reading_line(reading):
-    """One JSON line for ``readings.jsonl``; values JSON cannot hold become text."""
-    return json.dumps(reading, default=str, separators=(",", ":")) + "\n"
+    """One JSON line for ``readings.jsonl``; values JSON cannot hold become
+    text, and NaN and the infinities become null (strict JSON has neither)."""
+    try:
+        return json.dumps(reading, default=str, separators=(",", ":"), allow_nan=False) + "\n"
+    except ValueError:
+        return json.dumps(_finite(reading), default=str, separators=(",", ":")) + "\n"
+
+
+def _finite(value):
+    """``value`` with every NaN or infinite float, however deeply nested, as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def safe_repr(value):

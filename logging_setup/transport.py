@@ -35,7 +35,9 @@ STOP_SENTINEL = b"\x00edgesense-stop"
 
 _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
-_REPR_LIMIT = 1024
+_EXTRA_LIMITS = (1024, 64)
+"""Bytes each oversized extra value is cut to, tried in turn until the
+record fits in one datagram."""
 _DROP_REPORTER = "logging_setup.transport"
 
 
@@ -261,13 +263,34 @@ def _picklable_value(value):
 
 
 def _shrunk(state):
+    """``state`` with its message truncated and, while the datagram would
+    still be too large, each oversized extra cut down to a limit. A dict
+    (a reading) keeps its keys and small values; only its oversized values
+    are truncated with a marker, so the reading still reaches its file."""
     shrunk = dict(state)
     shrunk["msg"] = truncate_text(str(state.get("msg", "")), MAX_MESSAGE_BYTES)
+    extras = [key for key in state if key not in _NOT_EXTRA]
+    for limit in _EXTRA_LIMITS:
+        if len(pickle.dumps(shrunk, _PICKLE_PROTOCOL)) <= MAX_DATAGRAM_BYTES:
+            return shrunk
+        for key in extras:
+            shrunk[key] = _shrunk_value(state[key], limit)
     if len(pickle.dumps(shrunk, _PICKLE_PROTOCOL)) > MAX_DATAGRAM_BYTES:
-        for key, value in state.items():
-            if key not in _NOT_EXTRA:
-                shrunk[key] = truncate_text(safe_repr(value), _REPR_LIMIT)
+        for key in extras:
+            shrunk[key] = truncate_text(safe_repr(state[key]), _EXTRA_LIMITS[-1])
     return shrunk
+
+
+def _shrunk_value(value, limit):
+    if isinstance(value, dict):
+        return {key: _shrunk_value(item, limit) for key, item in value.items()}
+    if isinstance(value, str):
+        return truncate_text(value, limit)
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if len(pickle.dumps(value, _PICKLE_PROTOCOL)) <= limit:
+        return value
+    return truncate_text(safe_repr(value), limit)
 
 
 def truncate_text(text, max_bytes):

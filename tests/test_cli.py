@@ -152,3 +152,12 @@ def test_every_command_has_help(tmp_path, command):
 def _write(path, data):
     path.write_bytes(data)
     return path
+
+
+def test_init_into_a_missing_folder_is_a_bad_command_line(tmp_path):
+    result = edgesense("init", "nothere/x.toml", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("edgesense: cannot write nothere/x.toml: there is no folder nothere "
+                             "(init does not create folders)\n")
+    assert os.listdir(tmp_path) == []

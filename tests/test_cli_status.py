@@ -2,12 +2,17 @@
 The state file is written here as the supervisor writes it; a live pid (this
 test's own) stands for a running supervisor."""
 
+import datetime
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+
+from app.statusview import latest_readings
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
@@ -142,3 +147,90 @@ def test_corrupt_state_file_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith(f"{state_file}: not a state file (invalid JSON: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_status_reads_only_the_paths_of_the_config(tmp_path):
+    """A custom type that imports only under the service's PYTHONPATH and a
+    sensor section being edited do not stop `status`."""
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    (tmp_path / "edgesense.toml").write_text(
+        '[supervisor]\nstate_file = "run/state.json"\n' + ONE_SENSOR
+        + '[[sensor]]\nname = "tank"\ntype = "site_sensors.tank:Level"\nintreval = "x"\n')
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"edgesense is running: supervisor pid {os.getpid()}")
+    logs = edgesense("logs", cwd=tmp_path)
+    assert (logs.returncode, logs.stderr) == (1, f"edgesense: no log folder at {tmp_path / 'edgesense-logs'} "
+                                                 "(edgesense has not run with this config yet)\n")
+
+
+def test_status_reports_a_bad_state_file_key_in_one_line(tmp_path):
+    (tmp_path / "edgesense.toml").write_text('[supervisor]\nstate_file = 3\n' + ONE_SENSOR)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f"{tmp_path / 'edgesense.toml'}: supervisor.state_file: 3 is an integer; "
+                             "expected a string\n")
+
+
+def test_state_file_that_is_not_utf8_is_one_line(tmp_path):
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    state_file.write_bytes(b'{"supervisor": {"pid": 1}, "x": "\xff\xfe"}')
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"{state_file}: not a state file (not UTF-8 text at byte 33)\n"
+
+
+def test_state_file_with_a_huge_pid_is_one_line(tmp_path):
+    document = state(99999999999999999999, time.time())
+    state_file = write_config(tmp_path, document)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"{state_file}: not a state file "
+                             "(supervisor pid 99999999999999999999 is not a process id)\n")
+
+
+def reading_line(name, value, stamp):
+    moment = datetime.datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="milliseconds")
+    return json.dumps({"ts": moment, "sensor": name, "type": "t", "value": value, "unit": ""}) + "\n"
+
+
+def test_last_reading_comes_from_readings_jsonl_when_newer(tmp_path):
+    """The state file is refreshed every few seconds; a fast sensor's last
+    reading is in readings.jsonl. An older line there does not win."""
+    now = time.time()
+    write_config(tmp_path, state(os.getpid(), now))
+    logs = tmp_path / "edgesense-logs"
+    logs.mkdir()
+    (logs / "readings.jsonl").write_text(
+        reading_line("door", 0, now - 0.2) + "not json\n" + reading_line("temperature", 40.0, now - 500)
+        + reading_line("door", 7, now - 400))
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[2].split() == ["door", "button", "running", "4250", "0", "-", "0", "(0", "s",
+                                "ago)", "-"]
+    assert lines[3].split()[6:12] == ["48.3", "(2", "min", "05", "s", "ago)"]
+
+
+def test_latest_readings_reads_only_the_tail(tmp_path):
+    now = time.time()
+    early = reading_line("early", 1, now - 10)
+    (tmp_path / "readings.jsonl").write_text(
+        early + reading_line("door", 1, now - 5) * 2000 + reading_line("door", 2, now - 1))
+
+    latest = latest_readings(tmp_path, tail_bytes=4096)
+
+    assert list(latest) == ["door"]
+    assert latest["door"]["value"] == 2
+    assert latest["door"]["ts"] == pytest.approx(now - 1, abs=0.01)
+    assert latest_readings(tmp_path / "missing") == {}

@@ -98,9 +98,10 @@ def test_every_error_at_once_each_naming_the_file_and_key(tmp_path):
 
     assert raised.value.errors == [
         f'{path}: logging.level: 3 is an integer; expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL',
-        f'{path}: logging.max_file_bytes: 1 is out of range; expected an integer >= 4096 (bytes)',
-        f'{path}: sensor "a".interval: -1 is out of range; expected a number > 0 (seconds)',
-        f'{path}: sensor "a".read_timeout: 0 is out of range; expected a number > 0 (seconds)',
+        f'{path}: logging.max_file_bytes: 1 is out of range; '
+        'expected an integer >= 4096 and <= 1073741824 (bytes)',
+        f'{path}: sensor "a".interval: -1 is out of range; expected a number > 0 and <= 86400 (seconds)',
+        f'{path}: sensor "a".read_timeout: 0 is out of range; expected a number > 0 and <= 86400 (seconds)',
     ]
 
 
@@ -164,3 +165,42 @@ def test_demo_is_a_valid_config_on_mock_pins(tmp_path):
         ("disk", "disk_usage"),
     ]
     assert os.listdir(tmp_path) == []
+
+
+PIN_NAMES = [0, 17, 27, "17", "GPIO17", "BCM17", "BOARD11", "J8:11", "WPI0", -1, 54,
+             99999999999999999999, "GPIO999", "nonsense", "gpio17", "bcm17", "board11",
+             " 17", "GPIO017", "017", "BOARD1", "J8:1", "BOARD41", ""]
+
+
+@pytest.mark.parametrize("name", PIN_NAMES, ids=repr)
+def test_pin_names_are_those_gpiozero_takes(name):
+    """On the 40-pin header (the mock board), a name passes check exactly
+    when gpiozero's MockFactory makes a pin of it."""
+    from gpiozero.exc import PinInvalidPin
+    from gpiozero.pins.mock import MockFactory
+
+    from app.config import is_gpio_pin
+
+    factory = MockFactory()
+    try:
+        factory.pin(name).close()
+        accepted = True
+    except PinInvalidPin:
+        accepted = False
+    finally:
+        factory.close()
+    assert is_gpio_pin(name) == accepted
+
+
+def test_compute_module_gpio_numbers_pass():
+    from app.config import is_gpio_pin
+
+    assert [is_gpio_pin(pin) for pin in (53, "GPIO53", "BCM53", True, 17.0)] == [
+        True, True, True, False, False]
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + ONE_SENSOR.encode())
+
+    assert [sensor.name for sensor in load_config(path).sensors] == ["load"]

@@ -4,10 +4,11 @@ import base64
 import gzip
 import os
 import random
+import time
 
 import pytest
 
-from logging_setup.directory import STATE_FILE_RESERVE, LogDirectory, gzip_file
+from logging_setup.directory import RESCAN_SECONDS, STATE_FILE_RESERVE, LogDirectory, gzip_file
 
 
 LINE_BYTES = 50  # 20 lines fill a 1000-byte file
@@ -149,3 +150,56 @@ def test_a_budget_under_twice_the_file_size_still_holds(tmp_path):
         write(readings, [line])
         assert disk_bytes(tmp_path) + STATE_FILE_RESERVE <= budget
     assert file_lines(str(tmp_path / "edgesense.log"))[-1] == numbered_lines(400)[-1]
+
+
+def fill_with_foreign_file(tmp_path, reports):
+    """Two live files with a rotated history, then a foreign file bigger
+    than the whole budget. Returns the directory, its live files and the
+    rotated names it had before the foreign file came."""
+    directory = LogDirectory(tmp_path, max_file_bytes=16384, max_total_bytes=131072, compress=True,
+                             report=reports.append)
+    lives = [directory.open_live("edgesense.log"), directory.open_live("readings.jsonl")]
+    for live in lives:
+        write(live, numbered_lines(1000))
+    before = rotated_names(directory, "edgesense.log") + rotated_names(directory, "readings.jsonl")
+    (tmp_path / "core.dump").write_bytes(os.urandom(150_000))
+    return directory, lives, before
+
+
+def test_a_foreign_file_over_the_budget_keeps_the_history_and_is_reported_once(tmp_path):
+    reports = []
+    directory, lives, before = fill_with_foreign_file(tmp_path, reports)
+    kept = [live.append(line) for live in lives for line in numbered_lines(1000, start=1000)]
+    after = rotated_names(directory, "edgesense.log") + rotated_names(directory, "readings.jsonl")
+    assert len(before) >= 4
+    assert len(after) >= len(before)
+    assert kept.count(False) > 1000
+    assert reports == [f"edgesense: a {LINE_BYTES}-byte line does not fit in the 131072-byte budget of "
+                       f"{tmp_path}: other files in it use 150000 bytes; dropping lines until there is room"]
+
+
+def test_writing_resumes_by_itself_when_the_foreign_file_goes(tmp_path):
+    reports = []
+    directory, lives, _ = fill_with_foreign_file(tmp_path, reports)
+    dropped = [live.append(line) for live in lives for line in numbered_lines(1000, start=1000)].count(False)
+    os.unlink(tmp_path / "core.dump")
+    time.sleep(RESCAN_SECONDS + 0.1)
+    last = numbered_lines(1, start=5000)[0]
+    assert lives[0].append(last)
+    lives[0].flush()
+    assert file_lines(os.path.join(directory.path, "edgesense.log"))[-1] == last
+    assert reports[1:] == [f"edgesense: room in the budget of {tmp_path} again; {dropped} lines were dropped meanwhile"]
+    write(lives[1], numbered_lines(1000, start=6000))
+    assert disk_bytes(directory.path) <= 131072
+
+
+def test_dropping_lines_rescans_the_directory_at_a_bounded_rate(tmp_path, monkeypatch):
+    directory, lives, _ = fill_with_foreign_file(tmp_path, [])
+    scans = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: scans.append(path) or real_scandir(path))
+    started = time.monotonic()
+    kept = [lives[0].append(line) for line in numbered_lines(3000)]
+    elapsed = time.monotonic() - started
+    assert kept.count(False) > 2500
+    assert len(scans) <= 2 + elapsed / RESCAN_SECONDS

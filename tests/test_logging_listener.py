@@ -95,3 +95,24 @@ def test_records_after_the_stop_wait_for_the_next_listener(mp_context, transport
     run_until_stop(mp_context, transport, settings)
     assert [line for line in log_lines(settings) if line.startswith("sensor:t")] == [
         "sensor:t   app INFO     first", "sensor:t   app INFO     second"]
+
+
+def test_an_oversized_reading_lands_with_its_big_field_truncated(mp_context, transport, tmp_path):
+    settings = LogSettings(dir=tmp_path, console=False)
+    reading = {"ts": "2026-11-25T15:00:00Z", "sensor": "u", "type": "blobby", "value": 1, "unit": "u",
+               "blob": "x" * 2_000_000}
+    send(transport, "app.worker", logging.INFO, "u read 1 u", reading=reading)
+    transport.sender.send_stop()
+    run_until_stop(mp_context, transport, settings)
+    [line] = (tmp_path / "readings.jsonl").read_text().splitlines()
+    assert json.loads(line) == {**reading, "blob": "x" * 1024 + f"... [truncated {2_000_000 - 1024} bytes]"}
+
+
+def test_readings_hold_null_for_nan_and_infinity(mp_context, transport, tmp_path):
+    settings = LogSettings(dir=tmp_path, console=False)
+    send(transport, "app.worker", logging.INFO, "t read nan C",
+         reading={"value": float("nan"), "extra": {"peaks": [1.5, float("inf"), float("-inf")]}})
+    transport.sender.send_stop()
+    run_until_stop(mp_context, transport, settings)
+    assert (tmp_path / "readings.jsonl").read_text() == '{"value":null,"extra":{"peaks":[1.5,null,null]}}\n'
+    assert log_lines(settings)[1] == "sensor:t   app.worker INFO     t read nan C"
