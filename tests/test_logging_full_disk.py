@@ -5,6 +5,7 @@ once per episode, not per record."""
 import gzip
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -147,6 +148,9 @@ def test_file_size_limit(tmp_path):
     assert_one_episode_reported(tree, 300 - len(kept_while_full))
 
 
+LOG_FILE_NAMES = re.compile(r"^edgesense\.log(\.[0-9]+(\.gz)?)?$")
+
+
 def rotated_log_names(directory):
     return sorted(name for name in os.listdir(directory) if name.startswith("edgesense.log."))
 
@@ -155,10 +159,13 @@ def logged_everywhere(directory, label):
     """The records labelled ``label`` in the live log and every rotated one."""
     lines = []
     for name in os.listdir(directory):
-        if name.startswith("edgesense.log"):
+        if LOG_FILE_NAMES.match(name):
             opener = gzip.open if name.endswith(".gz") else open
-            with opener(directory / name, "rt") as file:
-                lines.extend(line for line in file if f" {label} record " in line)
+            try:
+                with opener(directory / name, "rt") as file:
+                    lines.extend(line for line in file if f" {label} record " in line)
+            except FileNotFoundError:  # compressed or deleted meanwhile: the next look counts it
+                return []
     return sorted(line.split("INFO     ", 1)[1].rstrip("\n") for line in lines)
 
 
