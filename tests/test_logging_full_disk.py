@@ -2,8 +2,10 @@
 writing resumes by itself when space returns, and the failure is reported
 once per episode, not per record."""
 
+import gzip
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -57,7 +59,8 @@ class Tree:
 
     def __init__(self, ctx, transport, settings, stderr_path):
         self.ctx, self.transport, self.settings, self.stderr_path = ctx, transport, settings, stderr_path
-        self.listener = ctx.Process(target=listener_with_stderr, args=(transport.receiver, settings, stderr_path))
+        self.listener = ctx.Process(target=listener_with_stderr, args=(transport.receiver, settings, stderr_path),
+                                    daemon=True)  # a failed test must not leave it running
         self.listener.start()
         wait_for(lambda: (settings.dir / "edgesense.log").exists(), "the listener")
 
@@ -143,3 +146,47 @@ def test_file_size_limit(tmp_path):
     kept_while_full = tree.logged("full")
     assert kept_while_full == [f"full record {n}" for n in range(len(kept_while_full))]
     assert_one_episode_reported(tree, 300 - len(kept_while_full))
+
+
+LOG_FILE_NAMES = re.compile(r"^edgesense\.log(\.[0-9]+(\.gz)?)?$")
+
+
+def rotated_log_names(directory):
+    return sorted(name for name in os.listdir(directory) if name.startswith("edgesense.log."))
+
+
+def logged_everywhere(directory, label):
+    """The records labelled ``label`` in the live log and every rotated one."""
+    lines = []
+    for name in os.listdir(directory):
+        if LOG_FILE_NAMES.match(name):
+            opener = gzip.open if name.endswith(".gz") else open
+            try:
+                with opener(directory / name, "rt") as file:
+                    lines.extend(line for line in file if f" {label} record " in line)
+            except FileNotFoundError:  # compressed or deleted meanwhile: the next look counts it
+                return []
+    return sorted(line.split("INFO     ", 1)[1].rstrip("\n") for line in lines)
+
+
+def test_a_foreign_file_over_the_budget_pauses_logging_until_it_goes(mp_context, tmp_path):
+    settings = LogSettings(dir=tmp_path / "logs", max_file_bytes=16384, max_total_bytes=131072, console=False)
+    with LogTransport.create() as transport:
+        tree = Tree(mp_context, transport, settings, tmp_path / "stderr")
+        tree.write("before", 1000)
+        wait_for(lambda: len(logged_everywhere(settings.dir, "before")) == 1000, "the records before")
+        history = rotated_log_names(settings.dir)
+        (settings.dir / "core.dump").write_bytes(os.urandom(150_000))
+        tree.write("during", 600)
+        wait_for(lambda: "does not fit" in tree.stderr(), "the report")
+        assert len(rotated_log_names(settings.dir)) >= len(history) >= 4
+        os.unlink(settings.dir / "core.dump")
+        time.sleep(1.1)
+        tree.write("after", 50)
+        tree.stop()
+
+    assert logged_everywhere(settings.dir, "after") == sorted(f"after record {n}" for n in range(50))
+    first, second = tree.stderr().splitlines()
+    assert first.endswith(f"budget of {settings.dir}: other files in it use 150000 bytes; "
+                          "dropping lines until there is room")
+    assert second.startswith(f"edgesense: room in the budget of {settings.dir} again; ")
