@@ -21,3 +21,18 @@ def test_sensors_never_imports_app():
 
 def test_logging_setup_imports_the_stdlib_only():
     assert imported_top_levels("logging_setup") & {"app", "sensors", "gpiozero", "schedule"} == set()
+
+
+def quick_start_commands():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return block.strip().splitlines()
+
+
+def test_quick_start_has_two_commands_and_ci_runs_the_second():
+    run_demo, run_tests = quick_start_commands()
+    assert run_demo.endswith("edgesense run")
+    assert run_tests.endswith("python -m pytest")
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci_lines[-1] == run_tests
