@@ -268,10 +268,8 @@ def render(value):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (int, float)):
         return repr(value)
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
+    if isinstance(value, (dict, list)):
+        return describe(value)
     return str(value)
 
 

@@ -19,9 +19,15 @@ START_METHODS = ["fork", "forkserver", "spawn"]
 
 
 
+def sensor(name, kind, **keys):
+    """A [[sensor]] section of the sensorkit type ``kind``."""
+    lines = [f'name = "{name}"', f'type = "sensorkit:{kind}"', *(f"{key} = {value}" for key, value in keys.items())]
+    return "\n[[sensor]]\n" + "\n".join(lines) + "\n"
+
+
 def counter(name, interval=0.2):
     """A [[sensor]] section of a sensor that reads 0, 1, 2, ..."""
-    return f'\n[[sensor]]\nname = "{name}"\ntype = "sensorkit:Counter"\ninterval = {interval}\n'
+    return sensor(name, "Counter", interval=interval)
 
 
 COUNTERS = counter("alpha") + counter("beta")
@@ -77,17 +83,7 @@ def test_sigkill_worker_is_back_within_the_first_backoff(make_tree):
 
 def test_crash_on_every_start_backs_off_then_fails(make_tree):
     tree = make_tree(
-        """
-        [[sensor]]
-        name = "broken"
-        type = "sensorkit:CrashOnBuild"
-        interval = 1
-
-        [[sensor]]
-        name = "steady"
-        type = "sensorkit:Counter"
-        interval = 0.1
-        """,
+        sensor("broken", "CrashOnBuild", interval=1) + counter("steady", interval=0.1),
         """
         backoff_initial = 0.2
         backoff_max = 0.8
@@ -111,13 +107,7 @@ def test_crash_on_every_start_backs_off_then_fails(make_tree):
 
 def test_hung_read_is_killed_and_restarted(make_tree):
     tree = make_tree(
-        """
-        [[sensor]]
-        name = "stuck"
-        type = "sensorkit:Hang"
-        interval = 0.2
-        read_timeout = 1.0
-        """,
+        sensor("stuck", "Hang", interval=0.2, read_timeout=1.0),
         "backoff_initial = 0.2\n",
     ).start()
     first = tree.wait_running("stuck")[0]
@@ -134,12 +124,7 @@ def test_hung_read_is_killed_and_restarted(make_tree):
 
 def test_sigkill_listener_loses_at_most_the_record_it_held(make_tree):
     tree = make_tree(
-        """
-        [[sensor]]
-        name = "steady"
-        type = "sensorkit:Counter"
-        interval = 0.02
-        """
+        counter("steady", interval=0.02)
     ).start()
     tree.wait_readings("steady", 10)
     listener = tree.state()["listener"]["pid"]
@@ -160,19 +145,8 @@ def test_sigkill_listener_loses_at_most_the_record_it_held(make_tree):
 @pytest.mark.parametrize("how", ["sigterm", "sigint_to_group", "sigterm_to_group"])
 def test_stop_during_a_burst_keeps_every_record_once(make_tree, how):
     tree = make_tree(
-        """
-        [[sensor]]
-        name = "burst1"
-        type = "sensorkit:Burst"
-        interval = 0.05
-        records = 200
-
-        [[sensor]]
-        name = "burst2"
-        type = "sensorkit:Burst"
-        interval = 0.05
-        records = 200
-        """
+        sensor("burst1", "Burst", interval=0.05, records=200)
+        + sensor("burst2", "Burst", interval=0.05, records=200)
     ).start()
     tree.wait_readings("burst1", 3)
     tree.wait_readings("burst2", 3)
@@ -197,14 +171,7 @@ def test_stop_during_a_burst_keeps_every_record_once(make_tree, how):
 
 
 def test_sigkill_supervisor_takes_the_whole_tree_down(make_tree):
-    tree = make_tree(COUNTERS + """
-[[sensor]]
-name = "stuck"
-type = "sensorkit:Hang"
-interval = 0.1
-good_reads = 0
-read_timeout = 60
-""").start()
+    tree = make_tree(COUNTERS + sensor("stuck", "Hang", interval=0.1, good_reads=0, read_timeout=60)).start()
     tree.wait_running("alpha", "beta", "stuck")
     assert len(tree.leftovers()) >= 5
     tree.process.kill()
@@ -286,20 +253,8 @@ def test_state_file_follows_the_tree(make_tree):
 
 def test_a_second_signal_during_the_stop_keeps_the_order(make_tree):
     tree = make_tree(
-        """
-        [[sensor]]
-        name = "burst"
-        type = "sensorkit:Burst"
-        interval = 0.05
-        records = 100
-
-        [[sensor]]
-        name = "stuck"
-        type = "sensorkit:Hang"
-        interval = 0.1
-        good_reads = 0
-        read_timeout = 60
-        """
+        sensor("burst", "Burst", interval=0.05, records=100)
+        + sensor("stuck", "Hang", interval=0.1, good_reads=0, read_timeout=60)
     ).start()
     tree.wait_readings("burst", 3)
     tree.signal(signal.SIGTERM)
@@ -343,13 +298,7 @@ def test_a_state_file_that_cannot_be_written_is_reported_once(make_tree, tmp_pat
 
 def test_readings_survive_rotation_and_compression(make_tree):
     tree = make_tree(
-        """
-        [[sensor]]
-        name = "steady"
-        type = "sensorkit:Counter"
-        interval = 0.01
-        """,
-        logging_extra="",
+        counter("steady", interval=0.01),
     )
     tree.config_path.write_text(tree.config_path.read_text()
                                 .replace("compress = false", "compress = true")
@@ -480,12 +429,7 @@ def test_a_clean_stop_says_nothing_on_stderr(make_tree):
 
 
 def test_what_a_sensor_prints_goes_to_the_log_not_the_journal(make_tree):
-    tree = make_tree("""
-[[sensor]]
-name = "chatty"
-type = "sensorkit:Chatty"
-interval = 0.1
-""").start()
+    tree = make_tree(sensor("chatty", "Chatty", interval=0.1)).start()
     tree.wait_readings("chatty", 3)
     tree.signal(signal.SIGTERM)
     assert tree.wait_exit() == 0
@@ -497,10 +441,12 @@ interval = 0.1
 
 
 def test_a_sensor_slow_to_stop_on_reload_delays_no_other(make_tree):
-    stuck = '\n[[sensor]]\nname = "stuck"\ntype = "sensorkit:Hang"\ninterval = {}\ngood_reads = 0\nread_timeout = 60\n'
-    tree = make_tree(counter("alpha") + stuck.format(0.1)).start()
+    def stuck(interval):
+        return sensor("stuck", "Hang", interval=interval, good_reads=0, read_timeout=60)
+
+    tree = make_tree(counter("alpha") + stuck(0.1)).start()
     tree.wait_running("alpha", "stuck")
-    tree.write_config(counter("alpha", interval=0.3) + stuck.format(0.2) + counter("beta"))
+    tree.write_config(counter("alpha", interval=0.3) + stuck(0.2) + counter("beta"))
     tree.signal(signal.SIGHUP)
     wait_for(lambda: tree.log_lines("reloaded: added beta; removed none; restarted alpha, stuck"), 15,
              what="reload line")
