@@ -114,24 +114,27 @@ def test_cut_off_restarts_at_once_without_backoff(managed, clock):
     assert managed.last_exit == "cut off: the fork server died"
 
 
-def test_running_to_backoff_with_doubling_delays_capped(managed, clock):
+def crash_and_restart(managed, clock, times):
+    """Crash the running worker ``times`` times, each restarted when due;
+    return the restart delays."""
     delays = []
-    start(managed, 10)
-    for pid in range(11, 14):
+    for _ in range(times):
         delays.append(crash(managed, clock, after=0.1))
         assert managed.state is SensorState.BACKOFF
         clock.now = managed.next_start
-        start(managed, pid)
-    assert delays == [1.0, 2.0, 4.0]
+        start(managed, managed.pid + 1)
+    return delays
+
+
+def test_running_to_backoff_with_doubling_delays_capped(managed, clock):
+    start(managed, 10)
+    assert crash_and_restart(managed, clock, 3) == [1.0, 2.0, 4.0]
     assert managed.restarts == 3
 
 
 def test_backoff_to_failed_after_burst(managed, clock):
     start(managed, 10)
-    for pid in range(11, 14):
-        crash(managed, clock, after=0.1)
-        clock.now = managed.next_start
-        start(managed, pid)
+    crash_and_restart(managed, clock, 3)
     assert crash(managed, clock, after=0.1) == 300.0
     assert managed.state is SensorState.FAILED
     assert managed.summary()["state"] == "failed"
@@ -139,10 +142,7 @@ def test_backoff_to_failed_after_burst(managed, clock):
 
 def test_failed_to_running_after_cooldown_starts_a_fresh_window(managed, clock):
     start(managed, 10)
-    for pid in range(11, 14):
-        crash(managed, clock, after=0.1)
-        clock.now = managed.next_start
-        start(managed, pid)
+    crash_and_restart(managed, clock, 3)
     crash(managed, clock, after=0.1)
     clock.now = managed.next_start
     start(managed, 20)
