@@ -205,16 +205,20 @@ class CursorState:
     """What the publisher keeps across restarts: the acknowledged position,
     the readings lost to the budget so far, the line counts of rotated files
     not yet acknowledged (to count what the budget deletes), and the
-    discovery topics announced (to clear those of removed sensors)."""
+    discovery topics announced (to clear those of removed sensors). With
+    them, for ``edgesense status``, what the publisher last said of itself
+    (``status``: connected, backlog, last acknowledged reading...)."""
 
     acked: Position = Position()
     lost: int = 0
     counts: dict = None
     announced: tuple = ()
+    status: dict = None
 
     def to_json(self):
         return json.dumps({"acked": asdict(self.acked), "lost": self.lost, "counts": self.counts or {},
-                           "announced": list(self.announced)}, separators=(",", ":")).encode()
+                           "announced": list(self.announced), "status": self.status or {}},
+                          separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data):
@@ -419,6 +423,10 @@ class Backlog:
         data = self.state.to_json()
         if data != self.saved and save_cursor(self.folder, self.state):
             self.saved = data
+
+    def report(self, status):
+        """What ``edgesense status`` shows of the publisher, saved with the cursor."""
+        self.state.status = dict(status, lost=self.state.lost)
 
     def announce(self, topics):
         self.state.announced = tuple(sorted(topics))
