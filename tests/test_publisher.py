@@ -226,3 +226,71 @@ def test_tls_with_an_untrusted_certificate_is_one_clear_line(tls_broker, tmp_pat
     stderr = running.stop()
     lines = [line for line in stderr.splitlines() if "certificate was not accepted" in line]
     assert len(lines) == 1, stderr
+
+
+def discovery_of(broker):
+    return {topic: json.loads(payload) for topic, payload in retained(broker, "homeassistant/#").items()
+            if payload}
+
+
+def test_discovery_announces_one_entity_per_sensor_with_its_topics(broker, tmp_path, publisher):
+    Readings(tmp_path / "logs").write(1)
+    collector = Collector(broker, ("homeassistant/#",))
+    running = publisher(write_config(tmp_path, broker, sensors=("load", "disk")))
+    collector.wait(lambda c: len(c.messages) >= 2, what="discovery")
+    running.stop()
+    configs = discovery_of(broker)
+    assert sorted(configs) == [f"homeassistant/sensor/{NODE}/disk/config", f"homeassistant/sensor/{NODE}/load/config"]
+    disk = configs[f"homeassistant/sensor/{NODE}/disk/config"]
+    assert disk["unique_id"] == f"{NODE}_disk"
+    assert disk["state_topic"] == topic("disk", "state")
+    assert disk["value_template"] == "{{ value_json.value }}"
+    assert disk["unit_of_measurement"] == "%"
+    assert disk["availability_topic"] == f"edgesense/{NODE}/availability"
+    assert disk["expire_after"] == 7
+    assert disk["device"]["identifiers"] == [f"edgesense_{NODE}"]
+    assert disk["device"]["name"] == NODE
+    assert {"model", "sw_version", "manufacturer"} <= set(disk["device"])
+    assert "device_class" not in configs[f"homeassistant/sensor/{NODE}/load/config"]
+
+
+def test_a_removed_sensor_has_its_discovery_cleared(broker, tmp_path, publisher):
+    Readings(tmp_path / "logs").write(1)
+    running = publisher(write_config(tmp_path, broker, sensors=("load", "disk")))
+    Collector(broker, ("homeassistant/#",)).wait(lambda c: len(c.messages) >= 2, what="discovery")
+    running.stop()
+    running = publisher(write_config(tmp_path, broker, sensors=("load",)))
+    collector = Collector(broker, (f"homeassistant/sensor/{NODE}/disk/config",))
+    collector.wait(lambda c: c.on(f"homeassistant/sensor/{NODE}/disk/config")[-1:] == [b""], what="the clearing")
+    running.stop()
+    assert sorted(discovery_of(broker)) == [f"homeassistant/sensor/{NODE}/load/config"]
+
+
+def test_discovery_is_sent_again_when_home_assistant_comes_online(broker, tmp_path, publisher):
+    import paho.mqtt.client as mqtt
+
+    Readings(tmp_path / "logs").write(1)
+    collector = Collector(broker, ("homeassistant/sensor/#",))
+    running = publisher(write_config(tmp_path, broker, sensors=("load",)))
+    collector.wait(lambda c: len(c.messages) == 1, what="discovery")
+    time.sleep(0.5)
+    home_assistant = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    home_assistant.connect("127.0.0.1", broker.port)
+    home_assistant.loop_start()
+    home_assistant.publish("homeassistant/status", b"online", qos=1).wait_for_publish(5)
+    home_assistant.disconnect()
+    home_assistant.loop_stop()
+    collector.wait(lambda c: len(c.messages) == 2, what="discovery again")
+    running.stop()
+
+
+def test_without_discovery_nothing_is_announced_and_earlier_configs_are_cleared(broker, tmp_path, publisher):
+    Readings(tmp_path / "logs").write(1)
+    running = publisher(write_config(tmp_path, broker, sensors=("load",)))
+    Collector(broker, ("homeassistant/#",)).wait(lambda c: len(c.messages) >= 1, what="discovery")
+    running.stop()
+    collector = Collector(broker, ("homeassistant/#",))
+    running = publisher(write_config(tmp_path, broker, sensors=("load",), discovery=False))
+    collector.wait(lambda c: c.on(f"homeassistant/sensor/{NODE}/load/config")[-1:] == [b""], what="the clearing")
+    running.stop()
+    assert discovery_of(broker) == {}
