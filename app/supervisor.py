@@ -23,11 +23,12 @@ import time
 from multiprocessing import connection, forkserver, resource_tracker
 
 from app.config import ConfigError, load_config
+from app.heartbeat import Heartbeat
 from app.notify import Notifier
 from app.process import ALIVE, ManagedSensor, describe_exit
 from app.statefile import write_state
 from app.states import SensorState
-from app.worker import Heartbeat, run_worker
+from app.worker import run_worker
 from logging_setup import LogTransport, configure_process, run_listener
 from sensors import registry
 

@@ -2,7 +2,7 @@
 
 import math
 
-from app.worker import Heartbeat
+from app.heartbeat import Heartbeat
 
 
 def write_heartbeat(heartbeat):

@@ -10,7 +10,8 @@ import math
 import pytest
 
 from app.config import SensorConfig
-from app.worker import Heartbeat, ReadScheduler, WorkerExit, serve
+from app.heartbeat import Heartbeat
+from app.worker import ReadScheduler, WorkerExit, serve
 from sensors.base import Reading, Sensor
 
 HOUR = 3600.0

@@ -17,7 +17,8 @@ from datetime import datetime
 import pytest
 
 from app.config import SensorConfig
-from app.worker import Heartbeat, WorkerExit, run_worker
+from app.heartbeat import Heartbeat
+from app.worker import WorkerExit, run_worker
 from logging_setup import LogSettings, LogTransport, run_listener
 
 WAIT = 15.0
