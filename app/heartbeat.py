@@ -30,24 +30,30 @@ class Heartbeat:
     the worker as a Process argument (it pickles under every start method).
     Times are ``time.monotonic()`` (system-wide, so comparable across
     processes) except ``last_reading_time`` (``time.time()``). A read is in
-    progress while ``read_started > read_ended``. The loop ticks before each
-    read and again before it sleeps; ``next_read`` is when it will wake for
-    the next read, so a ``tick`` older than ``next_read`` plus a read's
-    duration means a stuck loop. Each field is one double written without a
-    lock: read each once and treat it as a hint.
+    progress while ``read_started > read_ended``; the supervisor judges a
+    hang by how long that lasts. The loop ticks before each read and again
+    before it sleeps: a first tick means the sensor is built and the loop
+    runs. Each field is one double written without a lock: read each once
+    and treat it as a hint.
+
+    >>> heartbeat = Heartbeat.create()
+    >>> heartbeat.read_started = 12.0
+    >>> heartbeat.reading
+    True
+    >>> heartbeat.readings
+    0
     """
 
-    FIELDS = ("tick", "read_started", "read_ended", "next_read", "last_value",
+    FIELDS = ("tick", "read_started", "read_ended", "last_value",
               "last_reading_time", "readings", "failures")
 
     tick = _Slot(0)
     read_started = _Slot(1)
     read_ended = _Slot(2)
-    next_read = _Slot(3)
-    last_value = _Slot(4)
-    last_reading_time = _Slot(5)
-    readings = _Slot(6, int)
-    failures = _Slot(7, int)
+    last_value = _Slot(3)
+    last_reading_time = _Slot(4)
+    readings = _Slot(5, int)
+    failures = _Slot(6, int)
 
     def __init__(self, array):
         self.array = array

@@ -18,7 +18,8 @@ import pytest
 
 from app.config import SensorConfig
 from app.heartbeat import Heartbeat
-from app.worker import WorkerExit, run_worker
+from app.worker import run_worker
+from app.worker_exit import WorkerExit
 from logging_setup import LogSettings, LogTransport, run_listener
 
 WAIT = 15.0
