@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from app.statefile import with_room_for_state_file
 from logging_setup import LogSettings
 from app.paths import check_state_file, check_writable
 from sensors import registry
@@ -375,6 +376,7 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True):
     log_settings = _log_settings(_section(data, "logging", problems), base_dir, problems)
     supervisor_values = _section(data, "supervisor", problems)
     supervisor = _supervisor_settings(supervisor_values, base_dir, log_settings, problems)
+    log_settings = with_room_for_state_file(log_settings, supervisor.state_file)
     gpio = GpioSettings(**_section(data, "gpio", problems))
     sensors = _sensors(data.get("sensor"), problems)
     if check_paths:

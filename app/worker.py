@@ -10,7 +10,6 @@ whichever comes first. It never polls.
 import logging
 import multiprocessing
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -25,14 +24,10 @@ from app.output_capture import PrintedLines
 from app.worker_exit import WorkerExit
 from app.worker_loop import serve
 from logging_setup import configure_process
+from logging_setup.signals import ignore_tree_signals
 from sensors import registry
 
 log = logging.getLogger(__name__)
-
-TREE_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""The signals a terminal or ``systemctl kill`` sends to the whole process
-group. The supervisor orders every stop and reload, so a worker ignores
-them."""
 
 ORPHAN_GRACE = 2.0
 """Seconds the loop has to end on its own after the supervisor died before
@@ -105,14 +100,6 @@ def _release(config, sensor):
     _close_pin_factory()
 
 
-def _ignore_tree_signals():
-    """Ignore TREE_SIGNALS, then unblock them: the supervisor starts every
-    child with them blocked, so none arrives before it is ignored."""
-    for signum in TREE_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, TREE_SIGNALS)
-
-
 def _exit_when_orphaned():
     """End the process soon after the supervisor dies, even while a read
     never returns: the loop only sees the supervisor's death between reads,
@@ -139,7 +126,7 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
     None; ``sender`` the LogSender; ``stop`` the read end of a
     ``ctx.Pipe(duplex=False)``; ``heartbeat`` a Heartbeat.
     """
-    _ignore_tree_signals()
+    ignore_tree_signals()
     configure_process(sender, sending_level(log_level))
     _exit_when_orphaned()
     # gpiozero reports its fallbacks (software PWM, pin factory) as warnings:
