@@ -27,7 +27,8 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app.logview import READINGS_FILE, log_files
+from app.logview import log_files
+from logging_setup.names import READINGS_FILE_NAME as READINGS_FILE, parse_rotated
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ def open_readings_files(folder):
         fd = folder.open(name)
         if fd is None:
             continue
-        opened = ReadingsFile(fd, name, name.endswith(".gz"))
+        rotated = parse_rotated(name)
+        opened = ReadingsFile(fd, name, rotated is not None and rotated[2])
         if opened.key is None or opened.key in files:
             keep = opened.key is not None and name == READINGS_FILE
             if keep:

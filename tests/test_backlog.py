@@ -13,9 +13,9 @@ def writer(folder, max_file_bytes=4096, max_total_bytes=1 << 20):
     return directory.open_live("readings.jsonl")
 
 
-def write_readings(live, start, count):
+def write_readings(live, start, count, pad=lambda: b"x" * 60):
     for n in range(start, start + count):
-        assert live.append(b'{"sensor":"s","value":%d,"pad":"%s"}\n' % (n, b"x" * 60))
+        assert live.append(b'{"sensor":"s","value":%d,"pad":"%s"}\n' % (n, pad()))
         live.flush()
 
 
@@ -80,8 +80,10 @@ def test_readings_the_budget_deleted_before_acknowledgement_are_counted_lost(tmp
     lines = read_all(backlog)
     backlog.acknowledge(lines[4].after)
     for start in range(40, 1000, 20):
-        write_readings(live, start, 20)
+        write_readings(live, start, 20, pad=lambda: os.urandom(30).hex().encode())
         backlog.refresh()
+    assert backlog.state.lost > 0
+    backlog.rewind()
     remaining = values(read_all(backlog))
     assert remaining[-1] == 999
     assert backlog.state.lost == remaining[0] - 5
