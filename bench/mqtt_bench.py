@@ -1,0 +1,171 @@
+"""The MQTT publisher against a private Mosquitto on 127.0.0.1.
+
+(a) Backlog drain: 10,000 readings already in readings.jsonl (the backlog
+an outage leaves), the publisher started, and the time until a subscriber
+has all of them; against one paho client publishing the same 10,000
+payloads at QoS 1 to the same broker in the same run (the limit).
+(b) Cost at rest: the publisher following a log folder that gets 4
+readings a second (4 sensors at 1 reading/s), CPU time over 30 s
+(/proc/PID/schedstat) and PSS (/proc/PID/smaps_rollup).
+
+    python bench/mqtt_bench.py [--readings 10000] [--rest-seconds 30]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+from bench.tree import cpu_seconds, pss_kib  # noqa: E402
+from logging_setup.directory import LogDirectory  # noqa: E402
+from mqtt_broker import Broker, BrokerFiles  # noqa: E402
+
+SENSORS = ("s1", "s2", "s3", "s4")
+NODE = "bench"
+
+
+def reading_line(sensor, n):
+    return {"ts": "2026-03-14T09:26:53.589+00:00", "sensor": sensor, "type": "load_average",
+            "value": n, "unit": "load"}
+
+
+def write_backlog(folder, count):
+    live = LogDirectory(folder, 256 * 1024, 64 << 20, compress=True, report=print).open_live("readings.jsonl")
+    for n in range(count):
+        live.append((json.dumps(reading_line(SENSORS[n % 4], n), separators=(",", ":")) + "\n").encode())
+    live.flush()
+    return live
+
+
+def config(folder, broker):
+    sensors = "".join(f'\n[[sensor]]\nname = "{name}"\ntype = "load_average"\ninterval = 1.0\n' for name in SENSORS)
+    path = folder / "edgesense.toml"
+    path.write_text(f'[logging]\ndir = "{folder / "logs"}"\n\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                    f'node = "{NODE}"\n{sensors}')
+    return path
+
+
+class Counter:
+    """Counts the reading messages that arrive."""
+
+    def __init__(self, broker, topic):
+        self.count, self.first, self.last = 0, None, None
+        self.ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.ready.set()
+        self.client.on_message = self._count
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        self.ready.wait(10)
+
+    def _count(self, client, userdata, message):
+        now = time.monotonic()
+        self.first = self.first or now
+        self.count += 1
+        self.last = now
+
+    def wait(self, count, timeout=300):
+        deadline = time.monotonic() + timeout
+        while self.count < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.count >= count
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def drain(broker, count):
+    folder = Path(tempfile.mkdtemp(prefix="mqtt-bench-"))
+    write_backlog(folder / "logs", count)
+    counter = Counter(broker, f"edgesense/{NODE}/+/reading")
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "app.publisher", "--config", str(config(folder, broker))],
+                               cwd=ROOT, stderr=subprocess.DEVNULL)
+    done = counter.wait(count)
+    process.terminate()
+    process.wait(20)
+    counter.close()
+    if not done:
+        raise SystemExit(f"only {counter.count} of {count} readings arrived")
+    return count / (counter.last - started), count / (counter.last - counter.first)
+
+
+def paho_limit(broker, count):
+    payloads = [json.dumps(dict(reading_line(SENSORS[n % 4], n), node=NODE, id=f"x-{n}")).encode()
+                for n in range(count)]
+    counter = Counter(broker, "limit/#")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.max_inflight_messages_set(100)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    started = time.monotonic()
+    infos = [client.publish(f"limit/{SENSORS[n % 4]}/reading", payload, qos=1) for n, payload in enumerate(payloads)]
+    for info in infos:
+        info.wait_for_publish(60)
+    acked = time.monotonic()
+    counter.wait(count)
+    client.disconnect()
+    client.loop_stop()
+    counter.close()
+    return count / (acked - started), count / (counter.last - started)
+
+
+def at_rest(broker, seconds):
+    folder = Path(tempfile.mkdtemp(prefix="mqtt-rest-"))
+    live = write_backlog(folder / "logs", 0)
+    stop = threading.Event()
+
+    def sensors():
+        n = 0
+        while not stop.wait(0.25):
+            live.append((json.dumps(reading_line(SENSORS[n % 4], n), separators=(",", ":")) + "\n").encode())
+            live.flush()
+            n += 1
+
+    writer = threading.Thread(target=sensors, daemon=True)
+    writer.start()
+    process = subprocess.Popen([sys.executable, "-m", "app.publisher", "--config", str(config(folder, broker))],
+                               cwd=ROOT, stderr=subprocess.DEVNULL)
+    time.sleep(5)
+    before = cpu_seconds([process.pid])
+    time.sleep(seconds)
+    used = cpu_seconds([process.pid]) - before
+    pss = pss_kib([process.pid])
+    stop.set()
+    process.terminate()
+    process.wait(20)
+    return 100 * used / seconds, pss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--readings", type=int, default=10000)
+    parser.add_argument("--rest-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    broker = Broker(BrokerFiles(Path(tempfile.mkdtemp(prefix="mqtt-broker-")))).start()
+    try:
+        limit_acked, limit_received = paho_limit(broker, args.readings)
+        from_start, from_first = drain(broker, args.readings)
+        cpu, pss = at_rest(broker, args.rest_seconds)
+    finally:
+        broker.stop()
+    print(f"paho QoS 1 limit: {limit_acked:,.0f} readings/s acknowledged, {limit_received:,.0f}/s received")
+    print(f"publisher drain of {args.readings:,}: {from_start:,.0f} readings/s from its start "
+          f"({from_start / limit_acked:.2f}x the limit), {from_first:,.0f}/s from the first reading "
+          f"({from_first / limit_acked:.2f}x)")
+    print(f"publisher at rest (4 readings/s): {cpu:.3f}% of a core, PSS {pss:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
