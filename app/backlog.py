@@ -481,3 +481,20 @@ def _parsed(text):
     except ValueError:
         return None
     return reading if isinstance(reading, dict) else None
+
+
+def publisher_status(log_dir):
+    """What the publisher last saved of itself in ``log_dir`` (a dict), or
+    None when it never ran there. Reads the folder without following links."""
+    folder = LogFolder(log_dir)
+    try:
+        fd = folder.open(CURSOR_FILE)
+        if fd is None:
+            return None
+        with os.fdopen(fd, "rb") as file:
+            status = json.loads(file.read(1 << 20)).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    finally:
+        folder.close()
+    return status if isinstance(status, dict) and status else None

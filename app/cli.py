@@ -17,8 +17,9 @@ from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_con
                         paths_from_dict)
 from app.exit_status import ExitStatus
 from app.logview import RecordFilter, show_logs
+from app.backlog import publisher_status
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
-                            with_latest_readings)
+                            with_latest_readings, with_publisher_status)
 
 DEFAULT_INIT_PATH = "edgesense.toml"
 
@@ -210,6 +211,7 @@ def cmd_status(args):
     except StateFileError as error:
         print(error, file=sys.stderr)
         return ExitStatus.FAILURE
+    state = with_publisher_status(state, publisher_status(paths.log_dir))
     lines, running = describe_state(with_latest_readings(state, latest_readings(paths.log_dir)))
     if args.json:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

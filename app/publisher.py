@@ -350,6 +350,42 @@ def _reading(text):
     return reading if isinstance(reading, dict) and "sensor" in reading else None
 
 
+class PipeStop:
+    """The stop request of a supervised publisher: a message on the read end
+    of a pipe from the supervisor, or the supervisor's death (the publisher
+    ignores the tree's signals, like every child)."""
+
+    def __init__(self, receiver):
+        import multiprocessing
+
+        parent = multiprocessing.parent_process()
+        self.handles = [receiver] + ([parent.sentinel] if parent is not None else [])
+
+    def is_set(self):
+        return self.wait(0)
+
+    def wait(self, timeout):
+        from multiprocessing import connection
+
+        return bool(connection.wait(self.handles, timeout))
+
+
+def run_publisher(settings, sensors, log_dir, *, sender, stop, log_level="INFO"):
+    """Process target for ``publisher``: publish until the supervisor asks
+    it to stop (``stop``, the read end of a ``ctx.Pipe(duplex=False)``) or
+    is gone. ``sender`` is the LogSender."""
+    import multiprocessing
+
+    from logging_setup import configure_process
+    from logging_setup.signals import ignore_tree_signals
+
+    ignore_tree_signals()
+    configure_process(sender, log_level)
+    multiprocessing.current_process().name = "publisher"
+    Publisher(settings, sensors, log_dir, publisher_version()).run(PipeStop(stop))
+    logging.shutdown()
+
+
 def publisher_version():
     from importlib.metadata import PackageNotFoundError, version
 
