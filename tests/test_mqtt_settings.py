@@ -1,0 +1,66 @@
+"""The [mqtt] table: defaults, validation, and what goes on the wire for it."""
+
+from pathlib import Path
+
+from app.config import SensorConfig
+from app.mqtt_settings import mqtt_problems, mqtt_settings
+from app.mqtt_wire import Topics, default_node, discovery_config, reading_payload
+
+
+def test_defaults_and_the_tls_port():
+    plain = mqtt_settings({"host": "hub.local"}, "/etc/edgesense")
+    assert (plain.port, plain.topic_prefix, plain.keepalive, plain.discovery, plain.discovery_prefix) == \
+        (1883, "edgesense", 30, True, "homeassistant")
+    assert mqtt_settings({"host": "hub", "tls": True}, "/").port == 8883
+    assert mqtt_settings({"host": "hub", "tls": True, "port": 9000}, "/").port == 9000
+
+
+def test_paths_resolve_against_the_config_folder():
+    settings = mqtt_settings({"host": "h", "password_file": "mqtt.pass", "tls": True, "ca_file": "/ca.crt"},
+                             "/etc/edgesense")
+    assert settings.password_file == Path("/etc/edgesense/mqtt.pass")
+    assert settings.ca_file == Path("/ca.crt")
+
+
+def test_every_problem_is_one_message_naming_the_key():
+    assert mqtt_problems({"port": 70000, "keepalive": 1.5, "node": "Garden Shed", "tls": "yes",
+                          "discovery_prefix": "/ha", "username": ""}) == [
+        ("port", "70000 is out of range; expected an integer >= 1 and <= 65535"),
+        ("keepalive", "1.5 is a float; expected an integer >= 5 and <= 3600 (seconds)"),
+        ("node", '"Garden Shed" is not allowed; expected 1 to 64 of a-z, 0-9, _ and -'),
+        ("tls", '"yes" is a string; expected true or false'),
+        ("discovery_prefix", '"/ha" is not allowed; expected topic levels of letters, digits, _, . and - '
+                             "separated by / (no wildcards, no leading or trailing /)"),
+        ("username", '"" is empty; expected a string'),
+        ("host", "missing; the broker's host name or address is required"),
+    ]
+
+
+def test_a_ca_file_without_tls_and_a_misspelt_key():
+    assert mqtt_problems({"host": "h", "ca_file": "ca.crt", "keep_alive": 30}) == [
+        ("keep_alive", "unknown key; did you mean keepalive? (allowed: host, port, node, topic_prefix, "
+                       "username, password_file, tls, ca_file, keepalive, discovery, discovery_prefix)"),
+        ("ca_file", "is set but tls is not true; set tls = true to use it"),
+    ]
+
+
+def test_the_default_node_is_the_host_name_reduced():
+    assert default_node("Garden.Shed_2") == "garden-shed_2"
+    assert default_node("...") == "edgesense"
+
+
+def test_a_reading_on_the_wire_is_its_line_plus_node_and_id():
+    payload = reading_payload({"ts": "t", "sensor": "door", "value": 1, "unit": "state", "activations": 2},
+                              "shed", "ab-3")
+    assert payload == b'{"ts":"t","sensor":"door","value":1,"unit":"state","activations":2,"node":"shed","id":"ab-3"}'
+
+
+def test_a_digital_input_is_a_binary_sensor_and_motion_has_its_class():
+    topics = Topics("edgesense", "shed")
+    door = discovery_config(SensorConfig("door", "button", 1.0, {"pin": 17}), topics, "1.0")
+    assert (door["payload_on"], door["payload_off"], door["value_template"]) == ("1", "0", "{{ value_json.value | int }}")
+    assert "device_class" not in door and "state_class" not in door
+    motion = discovery_config(SensorConfig("hall.pir", "motion", 0.5, {"pin": 4}), topics, "1.0")
+    assert (motion["device_class"], motion["unique_id"], motion["expire_after"]) == ("motion", "shed_hall_pir", 6)
+    tank = discovery_config(SensorConfig("tank", "analog", 10.0, {"unit": "L"}), topics, "1.0")
+    assert (tank["unit_of_measurement"], tank["state_class"]) == ("L", "measurement")
