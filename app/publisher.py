@@ -86,7 +86,8 @@ class Session:
             self.connected = True
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
-        self.ended = self.ended or f"the connection was lost ({reason})"
+        said = "" if str(reason) in ("Unspecified error", "Success") else f" ({reason})"
+        self.ended = self.ended or f"the broker or the network closed it{said}"
         self.connected = False
 
     def _on_message(self, client, userdata, message):
@@ -98,7 +99,7 @@ class Session:
         if self.ended is None:
             result = self.client.loop(timeout)
             if result != self.mqtt.MQTT_ERR_SUCCESS and self.ended is None:
-                self.ended = f"the connection was lost ({self.mqtt.error_string(result)})"
+                self.ended = f"the broker or the network closed it ({self.mqtt.error_string(result)})"
         if self.ended is None and not self.connected and time.monotonic() - self.started > CONNACK_SECONDS:
             self.ended = f"the broker did not answer within {CONNACK_SECONDS:g} s"
         return self.ended is None
@@ -423,4 +424,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from app.publisher import main as main_of_the_module  # its loggers named app.publisher, not __main__
+
+    raise SystemExit(main_of_the_module())
