@@ -139,15 +139,28 @@ class LogFolder:
                 return None
         return self.fd
 
-    def open(self, name):
-        """``name`` in the folder if it is a regular file, else None."""
+    def inode(self, name):
+        """The inode of ``name`` in the folder (not following a link), or None."""
+        fd = self.descriptor()
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False).st_ino if fd is not None else None
+        except FileNotFoundError:
+            return None
+
+    def open(self, name, missing_ok=True):
+        """``name`` in the folder if it is a regular file, else None; a
+        missing one raises FileNotFoundError unless ``missing_ok``."""
         fd = self.descriptor()
         if fd is None:
             return None
         try:
             file_fd = os.open(name, OPEN_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise
         except OSError as error:
-            if error.errno not in (errno.ENOENT, errno.ELOOP, errno.EACCES):
+            if error.errno not in (errno.ELOOP, errno.EACCES):
                 log.warning("cannot open %s: %s", self.path / name, error.strerror)
             return None
         if not _is_regular(file_fd):
@@ -165,29 +178,69 @@ def _is_regular(fd):
     return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
-def open_readings_files(folder):
+LISTING_ATTEMPTS = 5
+"""Listings made in a row while rotations run through them; past this the
+backlog waits for the next look (at most a second later) to go on."""
+
+
+def open_readings_files(folder, previous=()):
     """The readings files present now, oldest first, the live file last, one
     per key (a file linked under two names, or seen both plain and gzipped
     mid-compression, is one file); a file without a complete line yet has no
-    key and is left out."""
-    names = [path.name for path in log_files(folder.path, READINGS_FILE)] if folder.path.is_dir() else []
-    files = OrderedDict()
+    key and is left out.
+
+    Returns the files, whether the listing is known whole (only then may
+    reading go from one file to the next, or a file missing count as
+    deleted), and the names listed. A listing that a rotation ran through
+    could miss a file being renamed; it is whole when the folder read
+    twice gave the same names, every one still there when opened, with the
+    same live file throughout, and the rotated files numbered 1..N without
+    a gap, or, with a gap (a power cut in the middle of a rotation leaves
+    one), the same names as the ``previous`` listing."""
+    for attempt in range(LISTING_ATTEMPTS):
+        files, settled, names = _open_listed(folder)
+        settled = settled[0] and (settled[1] or names == list(previous))
+        if settled or attempt == LISTING_ATTEMPTS - 1:
+            return files, settled, names
+        for opened in files.values():
+            opened.close()
+    raise AssertionError("unreachable")
+
+
+def _names(folder):
+    return [path.name for path in log_files(folder.path, READINGS_FILE)] if folder.path.is_dir() else []
+
+
+def _numbered_without_gap(names):
+    numbers = {parsed[1] for parsed in map(parse_rotated, names) if parsed is not None}
+    return numbers == set(range(1, len(numbers) + 1))
+
+
+def _open_listed(folder):
+    """The files of one listing, ``(steady, without gap)``, and the names of
+    the regular files listed."""
+    before = folder.inode(READINGS_FILE)
+    names = _names(folder)
+    files, steady, regular = OrderedDict(), True, []
     for name in names:
-        fd = folder.open(name)
+        try:
+            fd = folder.open(name, missing_ok=False)
+        except FileNotFoundError:
+            steady = False
+            continue
         if fd is None:
             continue
+        regular.append(name)
         rotated = parse_rotated(name)
         opened = ReadingsFile(fd, name, rotated is not None and rotated[2])
-        if opened.key is None or opened.key in files:
-            keep = opened.key is not None and name == READINGS_FILE
-            if keep:
-                files.pop(opened.key).close()
-                files[opened.key] = opened
-            else:
-                opened.close()
+        if opened.key is not None and opened.key in files and name == READINGS_FILE:
+            files.pop(opened.key).close()  # the live file linked as .1 too: it is the live one
+        elif opened.key is None or opened.key in files:
+            opened.close()
             continue
         files[opened.key] = opened
-    return files
+    steady = steady and _names(folder) == names and folder.inode(READINGS_FILE) == before
+    return files, (steady, _numbered_without_gap(regular)), regular
 
 
 def count_lines(readings_file, start=0):
@@ -296,6 +349,8 @@ class Backlog:
         self.saved = self.state.to_json()
         self.read_at = self.state.acked
         self.files = OrderedDict()
+        self.settled = False
+        self._listed = []
         self.known = OrderedDict((key, count) for key, count in self.state.counts.items())
         self._live = (None, None)
         self._live_count = (None, 0, 0)
@@ -304,21 +359,16 @@ class Backlog:
 
     def refresh(self):
         """Notice a rotation or a new live file: one stat when nothing changed."""
-        fd = self.folder.descriptor()
-        try:
-            inode = os.stat(READINGS_FILE, dir_fd=fd, follow_symlinks=False).st_ino if fd is not None else None
-        except FileNotFoundError:
-            inode = None
-        if inode != self._live[0] or self._live[1] is None:
+        if not self.settled or self.folder.inode(READINGS_FILE) != self._live[0] or self._live[1] is None:
             self._relist()
 
     def _relist(self):
         for opened in self.files.values():
             opened.close()
-        self.files = open_readings_files(self.folder)
+        self.files, self.settled, self._listed = open_readings_files(self.folder, self._listed)
         live = next(reversed(self.files.values()), None)
         live = live if live is not None and live.name == READINGS_FILE else None
-        self._live = (live.inode, live.key) if live is not None else (self._live_inode(), None)
+        self._live = (live.inode, live.key) if live is not None else (self.folder.inode(READINGS_FILE), None)
         for key, opened in self.files.items():
             if key not in self.known:
                 self.known[key] = None
@@ -326,35 +376,34 @@ class Backlog:
                 self.known[key] = count_lines(opened)[0]
         self._settle(self.state.acked)
 
-    def _live_inode(self):
-        fd = self.folder.descriptor()
-        try:
-            return os.stat(READINGS_FILE, dir_fd=fd, follow_symlinks=False).st_ino
-        except (FileNotFoundError, TypeError):
-            return None
-
     def _settle(self, acked):
         """When the budget deleted the cursor's file, count what it and the
         files deleted after it held as lost, and go on from the oldest file
         left."""
-        if acked.key is None or acked.key in self.files or not self.files:
+        if acked.key is None or acked.key in self.files or not self.files or not self.settled:
             self._forget_before(acked.key)
             return
         keys = list(self.known)
         start = keys.index(acked.key) if acked.key in keys else None
-        lost, resume = 0, next(iter(self.files))
+        lost, resume, uncounted = 0, next(iter(self.files)), start is None
         for key in (keys[start:] if start is not None else ()):
             if key in self.files:
                 resume = key
                 break
-            count = self.known[key] or 0
-            lost += max(count - (acked.line if key == acked.key else 0), 0)
+            count = self.known[key] if self.known[key] is not None else self._partial_count(key)
+            uncounted = uncounted or count is None
+            lost += max((count or 0) - (acked.line if key == acked.key else 0), 0)
         self.state.lost += lost
-        log.warning("%d readings were deleted by the storage budget before the broker acknowledged "
-                    "them (%d lost in all)", lost, self.state.lost)
+        log.warning("%s%d readings were deleted by the storage budget before the broker acknowledged "
+                    "them (%d lost in all)", "at least " if uncounted else "", lost, self.state.lost)
         self.state.acked = Position(resume)
         self.read_at = self.state.acked if self.read_at.key not in self.files else self.read_at
         self._forget_before(resume)
+
+    def _partial_count(self, key):
+        """Lines counted so far in a live file that is gone, or None."""
+        counted_key, _offset, lines = self._live_count
+        return lines if counted_key == key else None
 
     def _forget_before(self, key):
         if key is None or key not in self.known:
@@ -402,9 +451,11 @@ class Backlog:
         return found
 
     def _step_to_next_file(self, position):
+        """Go on at the start of the file after ``position``'s, when the
+        listing is whole (else a file rotated away meanwhile could be skipped)."""
         keys = list(self.files)
         index = keys.index(position.key)
-        if index + 1 >= len(keys):
+        if index + 1 >= len(keys) or not self.settled:
             return False
         self.read_at = Position(keys[index + 1])
         return True

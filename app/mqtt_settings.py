@@ -98,3 +98,24 @@ def mqtt_settings(table, base_dir):
             values[name] = (Path(base_dir) / Path(values[name]).expanduser()).absolute()
     values.setdefault("port", TLS_PORT if values.get("tls") else PLAIN_PORT)
     return MqttSettings(**values)
+
+
+def describe_mqtt(settings):
+    """What ``edgesense check`` says of the ``[mqtt]`` table: the broker and
+    the topics."""
+    prefix = f"{settings.topic_prefix}/{settings.node}"
+    login = f", user {settings.username}" if settings.username else ""
+    if settings.password_file:
+        login += f", password from {settings.password_file}"
+    trust = ""
+    if settings.tls:
+        trust = f", trusting {settings.ca_file}" if settings.ca_file else ", trusting the system's CAs"
+    discovery = (f"{settings.discovery_prefix}/<component>/{settings.node}/<sensor>/config, sent again on "
+                 f"{settings.discovery_prefix}/status" if settings.discovery else "off")
+    return [
+        f"  mqtt: {'mqtts' if settings.tls else 'mqtt'}://{settings.broker} as node {settings.node}"
+        f"{login}{trust}, keepalive {settings.keepalive} s",
+        f"    readings: {prefix}/<sensor>/reading (QoS 1); latest: {prefix}/<sensor>/state (retained)",
+        f"    availability: {prefix}/availability (retained, and the last will)",
+        f"    Home Assistant discovery: {discovery}",
+    ]

@@ -179,6 +179,9 @@ class Publisher:
             waited = max(0.0, min(self.retry_at - self.now(), POLL_SECONDS))
             if waited and stop.wait(waited):
                 return
+            # Offline, the files are still watched: what the budget deletes
+            # meanwhile is counted, not merely missed.
+            self.backlog.refresh()
             if self.now() >= self.retry_at:
                 self._connect()
         elif self.session.pump(0 if self._can_send() else POLL_SECONDS):

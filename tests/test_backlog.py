@@ -110,3 +110,44 @@ def test_a_symlink_under_the_cursor_name_is_not_followed(tmp_path):
     backlog.save()
     assert target.read_text() == "keep me"
     assert not os.path.islink(tmp_path / "logs" / CURSOR_FILE)
+
+
+def test_nothing_is_skipped_while_files_rotate_under_the_reader(tmp_path):
+    import threading
+    import time
+
+    live = writer(tmp_path, max_file_bytes=4096, max_total_bytes=1 << 22)
+    done = threading.Event()
+
+    def write():
+        for start in range(0, 3000, 10):
+            write_readings(live, start, 10)
+            time.sleep(0.0005)
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    backlog, found = Backlog(tmp_path), []
+    deadline = time.monotonic() + 30
+    while len(found) < 3000 and time.monotonic() < deadline:
+        backlog.refresh()
+        found += backlog.lines(50)
+    thread.join()
+    assert values(found) == list(range(3000))
+    assert len({(line.key, line.number) for line in found}) == 3000
+
+
+def test_a_gap_in_the_numbers_left_by_a_power_cut_mid_rotation_is_read_through(tmp_path):
+    live = writer(tmp_path, max_file_bytes=4096, max_total_bytes=1 << 22)
+    write_readings(live, 0, 160)
+    rotated = sorted((name for name in os.listdir(tmp_path) if name.endswith(".gz")),
+                     key=lambda name: -int(name.split(".")[2]))
+    assert len(rotated) == 3
+    for name in rotated[:2]:  # the shift renamed .3 to .4 and .2 to .3, then the power went
+        number = int(name.split(".")[2])
+        os.rename(tmp_path / name, tmp_path / f"readings.jsonl.{number + 1}.gz")
+    backlog = Backlog(tmp_path)
+    found = []
+    for _look in range(3):
+        found += read_all(backlog)
+    assert values(found) == list(range(160))

@@ -64,3 +64,18 @@ def test_a_digital_input_is_a_binary_sensor_and_motion_has_its_class():
     assert (motion["device_class"], motion["unique_id"], motion["expire_after"]) == ("motion", "shed_hall_pir", 6)
     tank = discovery_config(SensorConfig("tank", "analog", 10.0, {"unit": "L"}), topics, "1.0")
     assert (tank["unit_of_measurement"], tank["state_class"]) == ("L", "measurement")
+
+
+def test_check_describes_the_broker_and_the_topics():
+    from app.mqtt_settings import describe_mqtt
+
+    settings = mqtt_settings({"host": "hub.local", "node": "shed", "username": "shed", "tls": True,
+                              "password_file": "/etc/edgesense/mqtt.password"}, "/")
+    assert describe_mqtt(settings) == [
+        "  mqtt: mqtts://hub.local:8883 as node shed, user shed, password from /etc/edgesense/mqtt.password, "
+        "trusting the system's CAs, keepalive 30 s",
+        "    readings: edgesense/shed/<sensor>/reading (QoS 1); latest: edgesense/shed/<sensor>/state (retained)",
+        "    availability: edgesense/shed/availability (retained, and the last will)",
+        "    Home Assistant discovery: homeassistant/<component>/shed/<sensor>/config, sent again on "
+        "homeassistant/status",
+    ]

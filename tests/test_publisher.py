@@ -34,8 +34,8 @@ def write_config(folder, broker, sensors=("load", "disk"), **mqtt):
 class Readings:
     """Writes numbered readings into a log folder the way the listener does."""
 
-    def __init__(self, folder, max_file_bytes=4096, max_total_bytes=1 << 20):
-        directory = LogDirectory(folder, max_file_bytes, max_total_bytes, compress=True, report=lambda m: None)
+    def __init__(self, folder, max_file_bytes=4096, max_total_bytes=1 << 20, compress=True):
+        directory = LogDirectory(folder, max_file_bytes, max_total_bytes, compress=compress, report=lambda m: None)
         self.live = directory.open_live("readings.jsonl")
         self.next = {}
 
@@ -297,3 +297,41 @@ def test_without_discovery_nothing_is_announced_and_earlier_configs_are_cleared(
     collector.wait(lambda c: c.on(f"homeassistant/sensor/{NODE}/load/config")[-1:] == [b""], what="the clearing")
     running.stop()
     assert discovery_of(broker) == {}
+
+
+def test_the_broker_down_when_the_publisher_starts_loses_nothing(broker, tmp_path, publisher):
+    broker.stop()
+    readings = Readings(tmp_path / "logs")
+    running = publisher(write_config(tmp_path, broker))
+    readings.write(30)
+    time.sleep(2)
+    broker.start()
+    collector = Collector(broker, ("edgesense/+/+/reading",))
+    readings.write(30)
+    wait_all(collector, 60)
+    assert_each_once_in_order(collector, 60)
+    stderr = running.stop()
+    assert stderr.count("connection refused") == 1, stderr
+
+
+def test_readings_the_budget_deletes_during_an_outage_are_counted_and_the_rest_arrive(broker, tmp_path, publisher):
+    from app.backlog import publisher_status
+
+    readings = Readings(tmp_path / "logs", max_file_bytes=4096, max_total_bytes=12288, compress=False)
+    readings.write(10, sensors=("load",))
+    collector = Collector(broker, ("edgesense/+/+/reading",))
+    running = publisher(write_config(tmp_path, broker))
+    collector.wait(lambda c: len(distinct_numbers(c, "load")) == 10, what="the first readings")
+    broker.stop()
+    time.sleep(0.5)
+    for _ in range(12):  # a file of readings every 0.6 s through a budget of 3 files
+        readings.write(40, sensors=("load",))
+        time.sleep(0.6)
+    broker.start()
+    collector = Collector(broker, ("edgesense/+/+/reading",))
+    collector.wait(lambda c: distinct_numbers(c, "load")[-1:] == [489], timeout=30, what="the last reading")
+    running.stop()
+    received = distinct_numbers(collector, "load")
+    assert received == list(range(received[0], 490))
+    assert publisher_status(tmp_path / "logs")["lost"] == received[0] - 10
+    assert received[0] > 10
