@@ -18,11 +18,12 @@ from app.statefile import with_room_for_state_file
 from logging_setup import LogSettings
 from app.paths import check_state_file, check_writable
 from sensors import registry
-from sensors.problems import describe, did_you_mean, render
+from sensors.pins import factory_names, is_gpio_pin, pin_problem, pins_of
+from sensors.problems import (choice_words, describe, did_you_mean, not_allowed, out_of_range,
+                               range_words, render, unknown_key, wrong_type)
 
 START_METHODS = ("fork", "forkserver", "spawn")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 DEFAULT_LOG_DIR = "edgesense-logs"
 STATE_FILE_NAME = "edgesense.state.json"
 SENSOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -127,37 +128,41 @@ class Key:
     minimum: float | None = None
     minimum_inclusive: bool = True
     maximum: float | None = None
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
+    """The allowed strings, or a function that finds them when asked (the
+    pin factories installed)."""
+    normalize: Callable[[str], str] = str.lower
+    """How a choice is written before it is compared (levels are upper case)."""
     unit: str = ""
+
+    def allowed_choices(self):
+        return self.choices() if callable(self.choices) else self.choices
 
     def allowed(self):
         """What is allowed, in words, for error messages."""
         if self.choices:
-            return "one of " + ", ".join(self.choices)
-        words = self.kind.expected
-        if self.minimum is not None:
-            words += f" {'>=' if self.minimum_inclusive else '>'} {self.minimum:g}"
-        if self.maximum is not None:
-            words += f"{' and' if self.minimum is not None else ''} <= {self.maximum}"
-        if self.unit:
-            words += f" ({self.unit})"
-        return words
+            return choice_words(self.allowed_choices())
+        return range_words(self.kind.expected, self.minimum, self.maximum,
+                           low_inclusive=self.minimum_inclusive, unit=self.unit)
+
+    def clean(self, value):
+        """The value as the settings hold it: a choice normalized."""
+        return self.normalize(value) if self.choices else value
 
     def problem(self, value):
         """Why ``value`` is not allowed, or None."""
         if not self.kind.accepts(value):
-            return f"{render(value)} is {describe(value)}; expected {self.allowed()}"
+            return wrong_type(value, self.allowed())
         if self.kind is NUMBER and not _is_finite(value):
             return f"{render(value)} is not a finite number; expected {self.allowed()}"
-        if self.choices and _normalize_choice(self, value) not in self.choices:
-            hint = did_you_mean(str(value), self.choices)
-            return f"{render(value)} is not allowed; expected {self.allowed()}{hint}"
+        if self.choices and self.clean(value) not in self.allowed_choices():
+            return not_allowed(value, self.allowed_choices())
         if self.minimum is not None:
             too_small = value < self.minimum if self.minimum_inclusive else value <= self.minimum
             if too_small:
-                return f"{render(value)} is out of range; expected {self.allowed()}"
+                return out_of_range(value, self.allowed())
         if self.maximum is not None and value > self.maximum:
-            return f"{render(value)} is out of range; expected {self.allowed()}"
+            return out_of_range(value, self.allowed())
         if self.kind is STRING and not value.strip():
             return f"{render(value)} is empty; expected {self.allowed()}"
         if self.kind is STRING and "\0" in value:
@@ -172,10 +177,6 @@ def _is_finite(number):
         return math.isfinite(number)
     except OverflowError:
         return False
-
-
-def _normalize_choice(key, value):
-    return value.upper() if key.name == "level" else value.lower()
 
 
 def _default(cls, name):
@@ -195,7 +196,8 @@ LOGGING_KEYS = (
     Key("dir", STRING, DEFAULT_LOG_DIR,
         "Folder of the log files (`edgesense.log`, `readings.jsonl` and their rotated copies)."),
     Key("level", STRING, _default(LogSettings, "level"),
-        "Lowest level written to the log files and the console.", choices=LEVELS),
+        "Lowest level written to the log files and the console.", choices=LEVELS,
+        normalize=str.upper),
     Key("max_file_bytes", INTEGER, _default(LogSettings, "max_file_bytes"),
         "Size at which a log file is rotated.", 4096, maximum=GIB, unit="bytes"),
     Key("max_total_bytes", INTEGER, _default(LogSettings, "max_total_bytes"),
@@ -228,7 +230,7 @@ SUPERVISOR_KEYS = (
 GPIO_KEYS = (
     Key("pin_factory", STRING, None,
         "gpiozero pin factory of every sensor; unset: `$GPIOZERO_PIN_FACTORY`, "
-        "else gpiozero's default.", choices=PIN_FACTORIES),
+        "else gpiozero's default.", choices=factory_names),
 )
 
 SENSOR_KEYS = (
@@ -410,14 +412,13 @@ def _check_keys(table, keys, key_path, problems, *, unknown_ok=False):
         key = by_name.get(name)
         if key is None:
             if not unknown_ok:
-                problems.add(f"{key_path}.{name}", "unknown key" + did_you_mean(name, list(by_name))
-                             + f" (allowed: {', '.join(by_name)})")
+                problems.add(f"{key_path}.{name}", unknown_key(name, list(by_name)))
             continue
         problem = key.problem(value)
         if problem:
             problems.add(f"{key_path}.{name}", problem)
         else:
-            valid[name] = _normalize_choice(key, value) if key.choices else value
+            valid[name] = key.clean(value)
     return valid
 
 
@@ -547,9 +548,10 @@ def _check_type(type_name, key_path, problems):
 
 def _check_options(type_name, options, key_path, problems):
     """Whether the type accepts ``options``; a problem for each thing wrong."""
-    option_problems = registry.check_options(type_name, options)
+    common = [key.name for key in SENSOR_KEYS]
+    option_problems = registry.check_options(type_name, options, other_keys=common)
     for option, message in option_problems:
-        problems.add(f"{key_path}.{option}", message + _common_key_hint(option, message))
+        problems.add(f"{key_path}.{option}", message)
     return not option_problems
 
 
@@ -563,21 +565,13 @@ def _check_misspelt_common_keys(options, key_path, problems):
             problems.add(f"{key_path}.{option}", "unknown key" + hint)
 
 
-def _common_key_hint(option, message):
-    """A misspelt common key (``intervall``) reaches the type as an unknown
-    key of its own: point at the common key."""
-    if "unknown" not in message or "did you mean" in message:
-        return ""
-    return did_you_mean(option, [key.name for key in SENSOR_KEYS])
-
-
 def _check_pins(type_name, options, key_path, pin_owners, problems):
     """Two sensors on one pin: the later one gets the message. ``pins_of``
     gives gpiozero's name of each pin, so 17 and "BOARD11" are one pin."""
     for key, value in options.items():
-        pins = registry.pins_of(type_name, {key: value})
+        pins = pins_of(type_name, {key: value})
         if pins and not is_gpio_pin(value):
-            problems.add(f"{key_path}.{key}", _pin_problem(value))
+            problems.add(f"{key_path}.{key}", pin_problem(value))
             continue
         for pin in pins:
             first = pin_owners.setdefault(pin, key_path)
@@ -585,36 +579,6 @@ def _check_pins(type_name, options, key_path, pin_owners, problems):
                 problems.add(f"{key_path}.{key}",
                              f"{render(value)} is already used by {first} (as {pin}); "
                              "two sensors cannot share a pin")
-
-
-BCM_PIN = re.compile(r"(?:GPIO|BCM)?(0|[1-9][0-9]?)")
-HIGHEST_BCM_PIN = 53
-"""The highest GPIO number of any Pi (the compute modules'); the 40-pin
-header has GPIO0 to GPIO27, which is what the board tables know."""
-
-
-def is_gpio_pin(value):
-    """Whether gpiozero can take ``value`` as a GPIO pin: a BCM number 0-53
-    (``17``, ``"17"``, ``"GPIO17"``, ``"BCM17"``) or a header name of a GPIO
-    pin (``"BOARD11"``, ``"J8:11"``, ``"WPI0"``). Names are case-sensitive,
-    as in gpiozero: ``"gpio17"`` is not a pin."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        return False
-    if isinstance(value, int):
-        return 0 <= value <= HIGHEST_BCM_PIN
-    number = BCM_PIN.fullmatch(value)
-    if number:
-        return int(number[1]) <= HIGHEST_BCM_PIN
-    canonical = registry.canonical_pin(value)
-    return canonical != value and BCM_PIN.fullmatch(canonical) is not None
-
-
-def _pin_problem(value):
-    message = (f"{render(value)} is not a GPIO pin; expected a BCM number 0-{HIGHEST_BCM_PIN} "
-               '(17, "GPIO17", "BCM17") or a header pin ("BOARD11", "J8:11")')
-    if isinstance(value, str) and is_gpio_pin(value.strip().upper()):
-        message += f"; did you mean {render(value.strip().upper())}?"
-    return message
 
 
 # --- Lookup ---
