@@ -2,23 +2,13 @@
 input of every kind (exit 2, one line, no traceback)."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, edgesense
+
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
-
-
-def edgesense(*args, cwd, env=None, timeout=60):
-    """Run ``python -m app ARGS`` in ``cwd`` with no config in the environment."""
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    environment.pop("EDGESENSE_CONFIG", None)
-    environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_init_writes_a_config_that_check_accepts(tmp_path):

@@ -7,29 +7,13 @@ import os
 import selectors
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import edgesense, edgesense_command, edgesense_environment
+
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
-
-
-def edgesense_command(*args):
-    return [sys.executable, "-m", "app", *args]
-
-
-def environment():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("EDGESENSE_CONFIG", None)
-    return env
-
-
-def edgesense(*args, cwd):
-    return subprocess.run(edgesense_command(*args), cwd=cwd, env=environment(),
-                          capture_output=True, text=True, timeout=60)
 
 
 def line(number, process="MainProcess", level="INFO", logger="app.supervisor"):
@@ -160,7 +144,7 @@ class LineReader:
 @pytest.fixture
 def follower(log_dir):
     process = subprocess.Popen(edgesense_command("logs", "-f", "-n", "2"), cwd=log_dir.parent,
-                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               env=edgesense_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     yield process, LineReader(process)
     if process.poll() is None:
         process.kill()

@@ -8,21 +8,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from app.statusview import latest_readings
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import edgesense
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
-
-
-def edgesense(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("EDGESENSE_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60)
 
 
 def dead_pid():

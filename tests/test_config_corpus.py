@@ -5,25 +5,16 @@ those, one line each, exit 2, create nothing and never show a traceback."""
 import os
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, edgesense
+
 CORPUS = sorted((ROOT / "tests" / "bad_configs").glob("*.toml"))
 
 
 def expected_keys(path):
     return re.findall(rb"^# expect: (.+)$", path.read_bytes(), flags=re.MULTILINE)
-
-
-def run_check(config, cwd):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("EDGESENSE_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "app", "check", "--config", config.name],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_the_corpus_is_large_enough():
@@ -36,7 +27,7 @@ def test_bad_config_gets_one_line_per_error_and_exit_2(source, tmp_path):
     config = tmp_path / source.name
     shutil.copyfile(source, config)
 
-    result = run_check(config, cwd=tmp_path)
+    result = edgesense("check", "--config", config.name, cwd=tmp_path)
 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr

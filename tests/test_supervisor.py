@@ -7,16 +7,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from running_tree import RunningTree, wait_for
-
-START_METHODS = ["fork", "forkserver", "spawn"]
-
+from helpers import edgesense_command, edgesense_environment, wait_for
+from running_tree import RunningTree
 
 
 def sensor(name, kind, **keys):
@@ -31,11 +27,6 @@ def counter(name, interval=0.2):
 
 
 COUNTERS = counter("alpha") + counter("beta")
-
-
-@pytest.fixture(params=START_METHODS)
-def start_method(request):
-    return request.param
 
 
 @pytest.fixture
@@ -391,9 +382,7 @@ def test_a_dead_fork_server_cuts_off_its_children_which_are_killed_and_restarted
 
 
 def test_sighup_to_the_demo_changes_nothing(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "EDGESENSE_CONFIG"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    process = subprocess.Popen([sys.executable, "-m", "app", "run"], cwd=tmp_path, env=env,
+    process = subprocess.Popen(edgesense_command("run"), cwd=tmp_path, env=edgesense_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = tmp_path / "edgesense-logs" / "edgesense.log"
     try:
