@@ -209,6 +209,7 @@ def test_systemd_notify_ready_status_watchdog_stopping(make_tree, tmp_path):
 
     receive_until(lambda m: m == "READY=1")
     ready_at = messages[-1][0]
+    receive_until(lambda m: m.startswith("STATUS=2/2 sensors running"))  # spawn may take a while
     receive_until(lambda m: False if time.monotonic() - ready_at < 1.0 else True)
     tree.signal(signal.SIGTERM)
     receive_until(lambda m: m == "STOPPING=1")
