@@ -298,14 +298,16 @@ def _did_you_mean(word, candidates):
 # --- Reading the file ---
 
 
-def read_toml(path):
+def read_toml(path, *, cwd=None):
     """The file's TOML content as a dict; ConfigError (one line) when it
-    cannot be read, is not UTF-8 or is not valid TOML."""
-    path = Path(path)
-    if path.exists() and not (path.is_file() or path.is_dir()):
+    cannot be read, is not UTF-8 or is not valid TOML. A relative ``path``
+    is relative to ``cwd`` (default: the working folder); messages name the
+    path as given."""
+    file = _absolute(path, cwd)
+    if file.exists() and not (file.is_file() or file.is_dir()):
         raise ConfigError([f"{path}: not a regular file (a pipe or a device cannot be a config file)"])
     try:
-        raw = path.read_bytes()
+        raw = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
     except IsADirectoryError:
@@ -361,15 +363,22 @@ class _Problems:
         self.lines.append(f"{self.source}: {key_path}: {message}")
 
 
-def load_config(path, *, check_paths=True):
+def _absolute(path, cwd):
+    """``path`` made absolute against ``cwd`` (default: the working folder)."""
+    return Path(path).absolute() if cwd is None else Path(cwd, path).absolute()
+
+
+def load_config(path, *, check_paths=True, cwd=None):
     """Read and validate a config file; raise ConfigError with all errors.
 
-    Relative paths in the file resolve against the file's folder.
-    ``check_paths=False`` skips the writability checks of the log folder and
-    the state file, for commands that only read them (``status``, ``logs``).
+    A relative ``path`` is relative to ``cwd`` (default: the working
+    folder); messages name the path as given. Relative paths in the file
+    resolve against the file's folder. ``check_paths=False`` skips the
+    writability checks of the log folder and the state file, for commands
+    that only read them (``status``, ``logs``).
     """
-    data = read_toml(path)
-    absolute = Path(path).absolute()
+    data = read_toml(path, cwd=cwd)
+    absolute = _absolute(path, cwd)
     return config_from_dict(data, path=absolute, base_dir=absolute.parent,
                             source=str(path), check_paths=check_paths)
 
@@ -382,13 +391,14 @@ class ServicePaths:
     state_file: Path
 
 
-def load_paths(path):
+def load_paths(path, *, cwd=None):
     """Only ``[logging] dir`` and ``[supervisor] state_file`` of a config
     file, for ``status`` and ``logs``: they work whatever else the file
     holds (a sensor section being edited, a custom type that imports only
     under the service's PYTHONPATH). Raise ConfigError (one line each) when
     the file is not TOML or those keys are wrong."""
-    return paths_from_dict(read_toml(path), base_dir=Path(path).absolute().parent, source=str(path))
+    return paths_from_dict(read_toml(path, cwd=cwd), base_dir=_absolute(path, cwd).parent,
+                           source=str(path))
 
 
 def paths_from_dict(data, *, base_dir, source):

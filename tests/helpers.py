@@ -8,13 +8,20 @@
 - ``edgesense(*args, cwd=...)``: run ``python -m app ARGS`` as a real
   subprocess and capture its output; ``edgesense_command`` and
   ``edgesense_environment`` build the same command and environment for a
-  ``subprocess.Popen`` of your own.
+  ``subprocess.Popen`` of your own. Use it where the process is the point
+  (``run``, signals, exit statuses as the shell sees them).
+- ``edgesense_in_process(*args, cwd=...)``: the same command through
+  ``app.cli.main`` in this process, with an ``Environment`` of its own; the
+  result has the same ``returncode``, ``stdout`` and ``stderr``. Use it for
+  the command line's logic: it costs milliseconds, not an interpreter start.
 """
 
+import io
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +73,29 @@ def edgesense(*args, cwd, env=None, timeout=60):
     ``env`` adds to (or overrides) ``edgesense_environment()``."""
     return subprocess.run(edgesense_command(*args), cwd=cwd, env=edgesense_environment(**(env or {})),
                           capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What a command returned and wrote, as ``subprocess.run`` reports it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def edgesense_in_process(*args, cwd, env=None, now=None):
+    """Run ``edgesense ARGS`` through ``app.cli.main`` in this process, as if
+    started in ``cwd`` with only the variables ``env`` (so no
+    ``EDGESENSE_CONFIG`` unless given) and an empty stdin; ``now`` fixes
+    the clock (seconds since the epoch). Its exit status and output."""
+    from app.cli import main
+    from app.cli_environment import Environment
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    environment = Environment(stdin=io.StringIO(), stdout=stdout, stderr=stderr,
+                              environ=dict(env or {}), cwd=Path(cwd))
+    if now is not None:
+        environment.clock = lambda: now
+    status = main(list(args), environment)
+    return CliResult(int(status), stdout.getvalue(), stderr.getvalue())

@@ -1,6 +1,7 @@
 """Every file in tests/bad_configs/ is a config with known mistakes, named in
 its ``# expect: <key path>`` lines. ``edgesense check`` must report exactly
-those, one line each, exit 2, create nothing and never show a traceback."""
+those, one line each, exit 2, create nothing and never show a traceback.
+The command runs in-process: its logic is the point, not the process."""
 
 import os
 import re
@@ -8,7 +9,7 @@ import shutil
 
 import pytest
 
-from helpers import ROOT, edgesense
+from helpers import ROOT, edgesense_in_process
 
 CORPUS = sorted((ROOT / "tests" / "bad_configs").glob("*.toml"))
 
@@ -27,7 +28,7 @@ def test_bad_config_gets_one_line_per_error_and_exit_2(source, tmp_path):
     config = tmp_path / source.name
     shutil.copyfile(source, config)
 
-    result = edgesense("check", "--config", config.name, cwd=tmp_path)
+    result = edgesense_in_process("check", "--config", config.name, cwd=tmp_path)
 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
