@@ -12,7 +12,7 @@ import time
 import pytest
 
 from helpers import edgesense_command, edgesense_environment, wait_for
-from running_tree import RunningTree
+from running_tree import RunningTree, session_pids
 
 
 def sensor(name, kind, **keys):
@@ -229,8 +229,10 @@ def test_state_file_follows_the_tree(make_tree):
     alpha, beta = tree.wait_running("alpha", "beta")
     state = tree.state()
     assert state["supervisor"]["pid"] == tree.pid
-    assert state["listener"] == {"pid": state["listener"]["pid"], "restarts": 0}
-    assert tree.process.pid in (state["supervisor"]["pid"],)
+    listener = state["listener"]["pid"]
+    assert state["listener"] == {"pid": listener, "restarts": 0}
+    assert listener not in (tree.pid, alpha["pid"], beta["pid"])
+    assert {listener, alpha["pid"], beta["pid"]} <= set(session_pids(tree.pid)), "live, in the tree"
     for entry in (alpha, beta):
         os.kill(entry["pid"], 0)
         assert entry["type"] == "sensorkit:Counter"
