@@ -1,13 +1,13 @@
-"""The ``[mqtt]`` table: where the publisher sends readings. Publishing is on
-when the table is there; without it nothing MQTT is imported."""
+"""The ``[mqtt]`` table beyond its keys' types and ranges (those are in
+``app.config_schema``): the checks only it needs, its settings, and what
+``edgesense check`` says of it. Publishing is on when the table is there;
+without it nothing MQTT is imported."""
 
-import difflib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.config import BOOLEAN, INTEGER, STRING, Key, render
-from app.mqtt_wire import default_node
+from app.config_schema import MqttSettings
+from sensors.problems import render
 
 PLAIN_PORT = 1883
 TLS_PORT = 8883
@@ -16,64 +16,15 @@ TOPIC_LEVELS = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 HOST_NAME = re.compile(r"[A-Za-z0-9._:-]{1,253}")
 
 
-@dataclass(frozen=True)
-class MqttSettings:
-    """A validated ``[mqtt]`` table; ``port`` is the one to use (1883, or
-    8883 with ``tls``, unless given)."""
-
-    host: str
-    port: int = PLAIN_PORT
-    node: str = field(default_factory=default_node)
-    topic_prefix: str = "edgesense"
-    username: str | None = None
-    password_file: Path | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    keepalive: int = 30
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
-
-    @property
-    def broker(self):
-        return f"{self.host}:{self.port}"
-
-
-MQTT_KEYS = (
-    Key("host", STRING, None, "The broker's host name or address."),
-    Key("port", INTEGER, None, "The broker's port; unset: 1883, or 8883 with `tls`.", 1, maximum=65535),
-    Key("node", STRING, None, "This board's name in topics and ids, 1 to 64 of `a-z`, `0-9`, `_`, `-`; "
-                              "unset: the host name, reduced to those characters."),
-    Key("topic_prefix", STRING, "edgesense", "First level(s) of every topic."),
-    Key("username", STRING, None, "User name at the broker; unset: none."),
-    Key("password_file", STRING, None, "A file holding the password on its first line, readable by the "
-                                       "service user only; a password is never written in the config."),
-    Key("tls", BOOLEAN, False, "TLS to the broker."),
-    Key("ca_file", STRING, None, "With `tls`: the CA certificate(s) to trust; unset: the system's CAs."),
-    Key("keepalive", INTEGER, 30, "Seconds between keepalive pings; a dead connection is noticed "
-                                  "within 1.5 x this.", 5, maximum=3600, unit="seconds"),
-    Key("discovery", BOOLEAN, True, "Home Assistant MQTT discovery."),
-    Key("discovery_prefix", STRING, "homeassistant", "Home Assistant's discovery prefix."),
-)
-REQUIRED_MQTT_KEYS = ("host",)
-
-
-def mqtt_problems(table):
-    """``(key, message)`` for every problem of a raw ``[mqtt]`` table."""
-    problems = []
-    by_name = {key.name: key for key in MQTT_KEYS}
-    for name, value in table.items():
-        key = by_name.get(name)
-        if key is None:
-            hint = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
-            problems.append((name, "unknown key" + (f"; did you mean {hint[0]}?" if hint else "")
-                             + f" (allowed: {', '.join(by_name)})"))
-            continue
-        problem = key.problem(value) or _pattern_problem(name, value)
-        if problem:
-            problems.append((name, problem))
-    if "host" not in table:
+def mqtt_problems(values, given):
+    """``(key, message)`` for what the key checks alone cannot see in the
+    valid keys (``values``) of an ``[mqtt]`` table whose keys are ``given``:
+    names topics can hold, the required host, a CA file without TLS."""
+    problems = [(name, problem) for name, value in values.items()
+                if value is not None and (problem := _pattern_problem(name, value))]
+    if "host" not in given:
         problems.append(("host", "missing; the broker's host name or address is required"))
-    if "ca_file" in table and table.get("tls") is not True:
+    if values.get("ca_file") is not None and values.get("tls") is not True:
         problems.append(("ca_file", "is set but tls is not true; set tls = true to use it"))
     return problems
 
@@ -89,10 +40,10 @@ def _pattern_problem(name, value):
     return None
 
 
-def mqtt_settings(table, base_dir):
-    """The ``MqttSettings`` of a ``[mqtt]`` table that has no problems;
-    relative paths resolve against ``base_dir``."""
-    values = dict(table)
+def mqtt_settings(values, base_dir):
+    """The ``MqttSettings`` of the keys of an ``[mqtt]`` table that has no
+    problems (unset keys None); relative paths resolve against ``base_dir``."""
+    values = {name: value for name, value in values.items() if value is not None}
     for name in ("password_file", "ca_file"):
         if name in values:
             values[name] = (Path(base_dir) / Path(values[name]).expanduser()).absolute()

@@ -402,27 +402,32 @@ def publisher_version():
 def main(argv=None):
     """``python -m app.publisher --config PATH``: the publisher on its own,
     in the foreground, against the config's log folder (SIGTERM or Ctrl-C
-    stops it cleanly)."""
+    stops it cleanly). Exit status 2 when the config is bad or has no
+    ``[mqtt]`` table."""
     import argparse
     import signal
     import sys
     import threading
 
-    from app.publisher_config import load_publisher_config
+    from app.config import ConfigError, load_config
 
     parser = argparse.ArgumentParser(prog="python -m app.publisher")
     parser.add_argument("--config", required=True)
     args = parser.parse_args(argv)
-    loaded = load_publisher_config(args.config)
-    if loaded is None:
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
         return 2
-    settings, config = loaded
+    if config.mqtt is None:
+        print(f"{args.config}: mqtt: missing; the publisher needs an [mqtt] table", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s publisher %(name)s %(levelname)-8s %(message)s")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
-    Publisher(settings, config.sensors, config.logging.dir, publisher_version()).run(stop)
+    Publisher(config.mqtt, config.sensors, config.logging.dir, publisher_version()).run(stop)
     return 0
 
 
