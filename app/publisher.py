@@ -21,7 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from app.backlog import Backlog
+from app.backlog import Backlog, Position
 from app.mqtt_wire import (OFFLINE, ONLINE, Topics, cleared_discovery, discovery_messages,
                            reading_id, reading_payload)
 
@@ -43,8 +43,11 @@ STOP_SECONDS = 3.0
 
 @dataclass
 class InFlight:
-    mid: int
-    after: object
+    """A line sent and not yet acknowledged (``mid`` None: a line that is not
+    a reading, passed over in order)."""
+
+    mid: int | None
+    after: Position
     sensor: str | None
     id: str | None
     ts: str | None
@@ -111,15 +114,16 @@ class Session:
         return info.mid
 
     def close(self):
+        """Disconnect if still connected, and release the socket whatever
+        state the connection is in."""
         try:
             self.client.disconnect()
             self.client.loop(0.1)
-        except Exception:  # the socket is gone already
+        except Exception:  # the connection is broken already: nothing to say goodbye on
             pass
-        try:
-            self.client.socket() and self.client.socket().close()
-        except Exception:
-            pass
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
 
 
 def read_password(path):
@@ -135,7 +139,7 @@ def describe_connect_error(error):
     if isinstance(error, ssl.SSLError):
         return f"TLS failed: {error.reason or error}"
     if isinstance(error, OSError) and error.strerror:
-        return error.strerror.lower() if not error.filename else f"{error.strerror}: {error.filename}"
+        return error.strerror.lower()
     return str(error) or type(error).__name__
 
 
@@ -151,6 +155,7 @@ class Publisher:
         self.now = now
         self.backlog = Backlog(log_dir)
         self.session = None
+        self.announced_session = False
         self.in_flight = deque()
         self.retry_at = now()
         self.delay = RECONNECT_INITIAL
@@ -199,9 +204,15 @@ class Publisher:
     def _connect(self):
         try:
             password = read_password(self.settings.password_file) if self.settings.password_file else None
-            session = Session(self.settings, self.topics, password)
+        except (OSError, UnicodeDecodeError) as error:
+            self._failed(f"cannot read the MQTT password file {self.settings.password_file}: "
+                         f"{getattr(error, 'strerror', None) or error}")
+            return
+        session = Session(self.settings, self.topics, password)
+        try:
             session.open(self.settings)
         except Exception as error:
+            session.close()
             self._failed(f"cannot connect to the MQTT broker {self.settings.broker}: "
                          f"{describe_connect_error(error)}")
             return

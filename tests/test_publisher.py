@@ -335,3 +335,19 @@ def test_readings_the_budget_deletes_during_an_outage_are_counted_and_the_rest_a
     assert received == list(range(received[0], 490))
     assert publisher_status(tmp_path / "logs")["lost"] == received[0] - 10
     assert received[0] > 10
+
+
+def test_a_missing_password_file_is_one_line_and_readings_wait(password_broker, tmp_path, publisher):
+    Readings(tmp_path / "logs").write(5)
+    password_file = tmp_path / "password"
+    collector = Collector(password_broker, ("edgesense/#",), username="board", password="s3cret")
+    running = publisher(write_config(tmp_path, password_broker, username="board",
+                                     password_file=str(password_file)))
+    time.sleep(2)
+    password_file.write_text("s3cret\n")
+    wait_all(collector, 5)
+    stderr = running.stop()
+    lines = [line for line in stderr.splitlines() if "password file" in line]
+    assert len(lines) == 1, stderr
+    assert lines[0].endswith(f"cannot read the MQTT password file {password_file}: No such file or directory; "
+                             "retrying every 5 s at most, readings wait on disk")
