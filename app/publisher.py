@@ -397,8 +397,15 @@ def run_publisher(settings, sensors, log_dir, *, sender, stop, log_level="INFO")
     ignore_tree_signals()
     configure_process(sender, log_level)
     multiprocessing.current_process().name = "publisher"
-    Publisher(settings, sensors, log_dir, publisher_version()).run(PipeStop(stop))
+    status = 0
+    try:
+        Publisher(settings, sensors, log_dir, publisher_version()).run(PipeStop(stop))
+    except Exception:
+        log.exception("the publisher failed; the supervisor starts it again, from its cursor")
+        status = 1
+    # multiprocessing children skip logging's exit hook.
     logging.shutdown()
+    raise SystemExit(status)
 
 
 def publisher_version():

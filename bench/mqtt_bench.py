@@ -9,11 +9,12 @@ every reading inserted in its own transaction, as a durable outbox must,
 deleted in batches of 100 once acknowledged) against the cursor over
 readings.jsonl (one fsynced save per batch of acknowledgements): time per
 reading and bytes on disk.
-(c) Cost at rest: the publisher following a log folder that gets 4
-readings a second (4 sensors at 1 reading/s), CPU time over 30 s
-(/proc/PID/schedstat) and PSS (/proc/PID/smaps_rollup).
+(c) Cost at rest: a whole idle tree of 4 sensors at 1 reading/s
+(bench/tree.py's), with and without an [mqtt] table, CPU time of every
+process over the window (/proc/PID/schedstat) and PSS
+(/proc/PID/smaps_rollup): the difference is what the publisher adds.
 
-    python bench/mqtt_bench.py [--readings 10000] [--rest-seconds 30]
+    python bench/mqtt_bench.py [--readings 10000] [--rest-seconds 60]
 """
 
 import argparse
@@ -30,9 +31,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from bench.tree import cpu_seconds, pss_kib  # noqa: E402
+from bench.tree import SENSORS as TREE_SENSORS, cpu_seconds, pss_kib  # noqa: E402
 from logging_setup.directory import LogDirectory  # noqa: E402
 from mqtt_broker import Broker, BrokerFiles  # noqa: E402
+from running_tree import RunningTree, session_pids  # noqa: E402
 
 SENSORS = ("s1", "s2", "s3", "s4")
 NODE = "bench"
@@ -126,31 +128,22 @@ def paho_limit(broker, count):
     return count / (acked - started), count / (counter.last - started)
 
 
-def at_rest(broker, seconds):
-    folder = Path(tempfile.mkdtemp(prefix="mqtt-rest-"))
-    live = write_backlog(folder / "logs", 0)
-    stop = threading.Event()
-
-    def sensors():
-        n = 0
-        while not stop.wait(0.25):
-            live.append((json.dumps(reading_line(SENSORS[n % 4], n), separators=(",", ":")) + "\n").encode())
-            live.flush()
-            n += 1
-
-    writer = threading.Thread(target=sensors, daemon=True)
-    writer.start()
-    process = subprocess.Popen([sys.executable, "-m", "app.publisher", "--config", str(config(folder, broker))],
-                               cwd=ROOT, stderr=subprocess.DEVNULL)
-    time.sleep(5)
-    before = cpu_seconds([process.pid])
-    time.sleep(seconds)
-    used = cpu_seconds([process.pid]) - before
-    pss = pss_kib([process.pid])
-    stop.set()
-    process.terminate()
-    process.wait(20)
-    return 100 * used / seconds, pss / 1024
+def tree_cost(broker, seconds, mqtt):
+    """CPU (% of a core) and PSS (MiB) of a whole tree of bench/tree.py's 4
+    sensors at 1 s, with or without an [mqtt] table, idle for ``seconds``."""
+    table = f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nnode = "{NODE}"\n' if mqtt else ""
+    with tempfile.TemporaryDirectory() as directory:
+        tree = RunningTree(directory, "forkserver", TREE_SENSORS + table).start()
+        try:
+            tree.wait_running("load", "disk", "count", "count2")
+            time.sleep(5)
+            pids = session_pids(tree.pid)
+            before = cpu_seconds(pids)
+            time.sleep(seconds)
+            used = cpu_seconds(pids) - before
+            return 100 * used / seconds, pss_kib(pids) / 1024, len(pids)
+        finally:
+            tree.close()
 
 
 def outbox_cost(count):
@@ -192,14 +185,15 @@ def outbox_cost(count):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--readings", type=int, default=10000)
-    parser.add_argument("--rest-seconds", type=float, default=30.0)
+    parser.add_argument("--rest-seconds", type=float, default=60.0)
     args = parser.parse_args()
     broker = Broker(BrokerFiles(Path(tempfile.mkdtemp(prefix="mqtt-broker-")))).start()
     try:
         limit_acked, limit_received = paho_limit(broker, args.readings)
         from_start, from_first = drain(broker, args.readings)
         sqlite_us, sqlite_bytes, cursor_us, cursor_bytes = outbox_cost(args.readings)
-        cpu, pss = at_rest(broker, args.rest_seconds)
+        bare = tree_cost(broker, args.rest_seconds, mqtt=False)
+        publishing = tree_cost(broker, args.rest_seconds, mqtt=True)
     finally:
         broker.stop()
     print(f"paho QoS 1 limit: {limit_acked:,.0f} readings/s acknowledged, {limit_received:,.0f}/s received")
@@ -209,7 +203,10 @@ def main():
     print(f"backlog of {args.readings:,}: SQLite outbox {sqlite_us:.0f} us a reading, {sqlite_bytes / 1024:.0f} KiB "
           f"on disk beside readings.jsonl; cursor {cursor_us:.1f} us a reading (read, ack, fsynced save "
           f"every 100), {cursor_bytes} bytes")
-    print(f"publisher at rest (4 readings/s): {cpu:.3f}% of a core, PSS {pss:.1f} MiB")
+    print(f"idle tree of 4 sensors at 1 s (forkserver): {bare[0]:.3f}% of a core, PSS {bare[1]:.1f} MiB, "
+          f"{bare[2]} processes; with [mqtt]: {publishing[0]:.3f}%, PSS {publishing[1]:.1f} MiB, "
+          f"{publishing[2]} processes; the publisher adds {publishing[0] - bare[0]:.3f}% and "
+          f"{publishing[1] - bare[1]:.1f} MiB")
 
 
 if __name__ == "__main__":
