@@ -151,3 +151,16 @@ def test_a_gap_in_the_numbers_left_by_a_power_cut_mid_rotation_is_read_through(t
     for _look in range(3):
         found += read_all(backlog)
     assert values(found) == list(range(160))
+
+
+def test_the_cursor_counts_in_the_storage_budget(tmp_path):
+    write_readings(writer(tmp_path), 0, 10)
+    backlog = Backlog(tmp_path)
+    backlog.acknowledge(read_all(backlog)[-1].after)
+    backlog.save()
+    backlog.close()
+    directory = LogDirectory(tmp_path, 4096, 1 << 20, compress=True, report=lambda m: None)
+    directory.open_live("readings.jsonl")
+    on_disk = sum(path.stat().st_size for path in tmp_path.iterdir())
+    assert (tmp_path / CURSOR_FILE).stat().st_size > 0
+    assert directory.used_bytes() == on_disk
