@@ -259,3 +259,56 @@ def tls_broker(tmp_path):
     running = Broker(BrokerFiles(tmp_path / "broker", tls=True)).start()
     yield running
     running.stop()
+
+
+class StallingProxy:
+    """A TCP relay to a broker on 127.0.0.1 whose open connections can be
+    made to go silent (``stall()``): nothing more passes either way and
+    nothing is closed, as when a network drops. Connections made after a
+    stall are relayed again."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.generation = 0
+        self._sockets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _address = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((HOST, self.broker.port))
+            self._sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._relay, args=(source, target, self.generation), daemon=True).start()
+
+    def _relay(self, source, target, generation):
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                break
+            if generation != self.generation:
+                continue  # stalled: swallowed, like packets into a dead link
+            try:
+                target.sendall(data)
+            except OSError:
+                return
+        try:
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def stall(self):
+        self.generation += 1
+
+    def close(self):
+        self.listener.close()
+        for sock in self._sockets:
+            sock.close()

@@ -351,3 +351,23 @@ def test_a_missing_password_file_is_one_line_and_readings_wait(password_broker, 
     assert len(lines) == 1, stderr
     assert lines[0].endswith(f"cannot read the MQTT password file {password_file}: No such file or directory; "
                              "retrying every 5 s at most, readings wait on disk")
+
+
+def test_a_network_that_goes_silent_is_noticed_by_keepalive_and_nothing_is_lost(broker, tmp_path, publisher):
+    from mqtt_broker import StallingProxy
+
+    proxy = StallingProxy(broker)
+    readings = Readings(tmp_path / "logs")
+    readings.write(10)
+    collector = Collector(broker, ("edgesense/+/+/reading",))
+    config = write_config(tmp_path, broker, keepalive=5)
+    config.write_text(config.read_text().replace(f"port = {broker.port}", f"port = {proxy.port}"))
+    running = publisher(config)
+    wait_all(collector, 10)
+    proxy.stall()
+    readings.write(10)
+    wait_all(collector, 20, timeout=30)  # within 1.5 x keepalive, then a new connection
+    assert_each_once_in_order(collector, 20)
+    stderr = running.stop()
+    proxy.close()
+    assert len([line for line in stderr.splitlines() if "lost the connection" in line]) == 1, stderr
