@@ -14,7 +14,7 @@ reading and bytes on disk.
 process over the window (/proc/PID/schedstat) and PSS
 (/proc/PID/smaps_rollup): the difference is what the publisher adds.
 
-    python bench/mqtt_bench.py [--readings 10000] [--rest-seconds 60]
+    python bench/mqtt_bench.py [--readings 10000] [--rest-seconds 60]   (0: no tree)
 """
 
 import argparse
@@ -192,8 +192,9 @@ def main():
         limit_acked, limit_received = paho_limit(broker, args.readings)
         from_start, from_first = drain(broker, args.readings)
         sqlite_us, sqlite_bytes, cursor_us, cursor_bytes = outbox_cost(args.readings)
-        bare = tree_cost(broker, args.rest_seconds, mqtt=False)
-        publishing = tree_cost(broker, args.rest_seconds, mqtt=True)
+        if args.rest_seconds > 0:
+            bare = tree_cost(broker, args.rest_seconds, mqtt=False)
+            publishing = tree_cost(broker, args.rest_seconds, mqtt=True)
     finally:
         broker.stop()
     print(f"paho QoS 1 limit: {limit_acked:,.0f} readings/s acknowledged, {limit_received:,.0f}/s received")
@@ -203,6 +204,8 @@ def main():
     print(f"backlog of {args.readings:,}: SQLite outbox {sqlite_us:.0f} us a reading, {sqlite_bytes / 1024:.0f} KiB "
           f"on disk beside readings.jsonl; cursor {cursor_us:.1f} us a reading (read, ack, fsynced save "
           f"every 100), {cursor_bytes} bytes")
+    if args.rest_seconds <= 0:
+        return
     print(f"idle tree of 4 sensors at 1 s (forkserver): {bare[0]:.3f}% of a core, PSS {bare[1]:.1f} MiB, "
           f"{bare[2]} processes; with [mqtt]: {publishing[0]:.3f}%, PSS {publishing[1]:.1f} MiB, "
           f"{publishing[2]} processes; the publisher adds {publishing[0] - bare[0]:.3f}% and "
