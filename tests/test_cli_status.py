@@ -79,6 +79,21 @@ def test_running_tree_one_line_per_sensor(tmp_path):
     assert len(lines) == 5
 
 
+def test_the_supervisor_phase_and_listener_state_in_a_sensor_s_words(tmp_path):
+    document = state(os.getpid(), time.time())
+    document["supervisor"]["state"] = "stopping"
+    document["listener"] = {"pid": None, "state": "backoff", "restarts": 2, "last_exit": "exit status 1",
+                            "next_retry": time.time() + 1}
+    write_config(tmp_path, document)
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        f"edgesense is stopping: supervisor pid {os.getpid()}, up 1 h 02 min; "
+        "log listener backoff, no pid, restarted 2 times")
+
+
 def test_running_tree_says_how_old_the_state_file_is(tmp_path):
     document = state(os.getpid(), time.time())
     document["supervisor"]["updated"] = time.time() - 12.1

@@ -237,7 +237,9 @@ def test_state_file_follows_the_tree(make_tree):
     alpha, beta = tree.wait_running("alpha", "beta")
     state = tree.state()
     assert state["supervisor"]["pid"] == tree.pid
-    assert state["listener"] == {"pid": state["listener"]["pid"], "restarts": 0}
+    assert state["listener"] == {"pid": state["listener"]["pid"], "state": "running", "restarts": 0,
+                                 "last_exit": None, "next_retry": None}
+    assert state["supervisor"]["state"] == "running"
     assert tree.process.pid in (state["supervisor"]["pid"],)
     for entry in (alpha, beta):
         os.kill(entry["pid"], 0)
@@ -249,6 +251,7 @@ def test_state_file_follows_the_tree(make_tree):
     assert [s["state"] for s in final["sensors"]] == ["stopped", "stopped"]
     assert final["supervisor"]["state"] == "stopped"
     assert final["listener"]["pid"] is None
+    assert final["listener"]["state"] == "stopped"
 
 
 def test_a_second_signal_during_the_stop_keeps_the_order(make_tree):
@@ -321,7 +324,8 @@ def test_sighup_to_the_whole_group_reloads_and_kills_nothing(make_tree):
     wait_for(lambda: tree.log_lines("reloaded: added none; removed none; restarted none; unchanged 2"), 10,
              what="reload line")
     assert set(tree.leftovers()) == before
-    assert tree.state()["listener"] == {"pid": listener, "restarts": 0}
+    assert tree.state()["listener"] == {"pid": listener, "state": "running", "restarts": 0,
+                                        "last_exit": None, "next_retry": None}
     assert [s["pid"] for s in tree.state()["sensors"]] == [alpha["pid"], beta["pid"]]
     assert tree.log_lines("ended with") == []
 
@@ -450,7 +454,8 @@ def test_a_sensor_slow_to_stop_on_reload_delays_no_other(make_tree):
     tree.signal(signal.SIGHUP)
     wait_for(lambda: tree.log_lines("reloaded: added beta; removed none; restarted alpha, stuck"), 15,
              what="reload line")
-    (killed,) = tree.log_lines("sensor stuck: did not stop within 3.0 s; killing pid")
+    (killed,) = wait_for(lambda: tree.log_lines("sensor stuck: did not stop within 3.0 s; killing pid"), 10,
+                         what="the stuck sensor killed")
     alpha_started = tree.log_lines("sensor alpha: started as pid")[-1]
     (beta_started,) = tree.log_lines("sensor beta: started as pid")
     assert log_time(alpha_started) < log_time(killed) - 2.0
