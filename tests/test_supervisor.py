@@ -460,3 +460,46 @@ def test_a_sensor_slow_to_stop_on_reload_delays_no_other(make_tree):
     (beta_started,) = tree.log_lines("sensor beta: started as pid")
     assert log_time(alpha_started) < log_time(killed) - 2.0
     assert log_time(beta_started) < log_time(killed) - 2.0
+
+
+def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
+    """The loop never waits on one child: while a sensor stuck in read()
+    takes its stop_timeout, another one's crash is restarted on time and the
+    state file tells the truth."""
+    stuck = sensor("stuck", "Hang", interval=0.1, good_reads=0, read_timeout=60)
+    tree = make_tree(counter("alpha") + stuck, "backoff_initial = 0.5\n")
+
+    def with_long_stop():
+        tree.config_path.write_text(tree.config_path.read_text().replace("stop_timeout = 3", "stop_timeout = 20"))
+
+    with_long_stop()
+    tree.start()
+    alpha, _ = tree.wait_running("alpha", "stuck")
+    tree.write_config(counter("alpha"), "backoff_initial = 0.5\n")
+    with_long_stop()
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reloaded: added none; removed stuck; restarted none; unchanged 1"), 10,
+             what="reload line")
+    time.sleep(2.0)
+    killed_at = time.monotonic()
+    os.kill(alpha["pid"], signal.SIGKILL)
+    back = wait_for(lambda: (s := tree.sensor_state("alpha")) and s["pid"] not in (None, alpha["pid"]) and s,
+                    10, interval=0.02, what="alpha back in the state file")
+    assert time.monotonic() - killed_at < 0.5 + 1.0
+    assert back["restarts"] == 1 and back["last_exit"] == "signal SIGKILL"
+    (ended,) = wait_for(lambda: tree.log_lines("sensor alpha: ended with signal SIGKILL; restart in 0.5 s"), 5,
+                        what="exit line")
+    (restarted,) = wait_for(lambda: tree.log_lines(f"sensor alpha: restarted as pid {back['pid']} (restart 1)"),
+                            5, what="restart line")
+    assert log_time(restarted) - log_time(ended) < 0.5 + 1.0
+    status = subprocess.run([sys.executable, "-m", "app", "status", "--config", str(tree.config_path)],
+                            env=tree.env, capture_output=True, text=True, timeout=30)
+    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[2:]}
+    assert rows["alpha"][3] == str(back["pid"])
+    assert rows["stuck"][2:4] == ["stopping", str(tree.sensor_state("stuck")["pid"])]
+    tree.wait_readings("alpha", len(tree.readings("alpha")) + 1)
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit(30) == 0
+    assert len(tree.log_lines("sensor stuck: did not stop within 20.0 s; killing pid")) == 1
+    assert tree.log_lines()[-1].endswith("edgesense stopped")
+    assert tree.leftovers() == []
