@@ -25,11 +25,11 @@ it hangs.
 import collections
 import dataclasses
 import logging
-import signal
 import time
 from typing import Any, Callable
 
 from app.states import ALIVE, CHILD_TRANSITIONS, HAS_PROCESS, WAITING, ChildState
+from app.worker_exit import describe_exit
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +42,6 @@ makes it running, and only then can its next deadline be known."""
 
 HANG_KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL for a hung worker."""
-
-
-def describe_exit(exitcode):
-    """``exit status 3`` or ``signal SIGKILL`` for a process's exitcode."""
-    if exitcode is None:
-        return "still running"
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit status {exitcode}"
 
 
 class TransitionError(RuntimeError):

@@ -8,6 +8,7 @@ import pytest
 
 from app.config import load_config
 from app.process import TransitionError
+from app.worker_exit import describe_exit
 from app.states import CHILD_TRANSITIONS, ChildState, SupervisorPhase
 from app.supervisor import LISTENER_MAX_QUICK_DEATHS, Supervisor
 from test_process import Clock, DummyHeartbeat, DummyPipe, DummyProcess
@@ -136,7 +137,7 @@ def test_listener_backoff_to_failed_after_quick_deaths_stops_the_tree(supervisor
     assert door.state is ChildState.STOPPING
     err = capsys.readouterr().err.splitlines()
     assert err[-1] == (f"edgesense: log listener cannot start: it ended within 1 s of its start "
-                       f"{LISTENER_MAX_QUICK_DEATHS} times in a row (last: exit status 1); "
+                       f"{LISTENER_MAX_QUICK_DEATHS} times in a row (last: {describe_exit(1)}); "
                        "edgesense stops with exit status 1")
     assert len([line for line in err if "cannot start" in line]) == 1
     end(door, 0)
