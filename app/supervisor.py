@@ -28,6 +28,7 @@ import sys
 import time
 from multiprocessing import connection, forkserver, resource_tracker
 
+from app.child_entry import ChildEntry
 from app.config import ConfigError, load_config
 from app.exit_status import ExitStatus
 from app.heartbeat import Heartbeat
@@ -285,8 +286,9 @@ class Supervisor:
             logger.info("edgesense stopped")
             if self.listener.state in WAITING and not self.listener.gave_up:
                 self._start_child(self.listener)
-            self.listener.request_stop()
-        if self.listener.state is ChildState.STOPPED:
+            if not self.listener.gave_up:
+                self.listener.request_stop()
+        if self.listener.state is ChildState.STOPPED or self.listener.gave_up:
             # STOPPING -> STOPPED
             self._set_phase(SupervisorPhase.STOPPED)
             self._publish(force=True)
@@ -360,7 +362,7 @@ class Supervisor:
         stop_receiver, stop_sender = self.launcher.pipe()
         try:
             process = self.launcher.start(
-                run_worker, f"sensor:{managed.name}", args=(managed.sensor,),
+                ChildEntry(f"sensor {managed.name}", run_worker), f"sensor:{managed.name}", args=(managed.sensor,),
                 kwargs=dict(pin_factory=self.config.gpio.pin_factory, sender=self.transport.sender,
                             stop=stop_receiver, heartbeat=heartbeat, log_level=self.config.logging.level),
             )
@@ -372,7 +374,7 @@ class Supervisor:
         return sensor_launched(process, heartbeat, stop_sender)
 
     def _launch_listener(self):
-        process = self.launcher.start(run_listener, "log-listener",
+        process = self.launcher.start(ChildEntry("log-listener", run_listener), "log-listener",
                                       args=(self.transport.receiver, self.config.logging))
         return Launched(process, ask_to_stop=self.transport.sender.send_stop)
 

@@ -503,3 +503,27 @@ def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
     assert len(tree.log_lines("sensor stuck: did not stop within 20.0 s; killing pid")) == 1
     assert tree.log_lines()[-1].endswith("edgesense stopped")
     assert tree.leftovers() == []
+
+
+def test_a_listener_that_cannot_start_stops_the_tree_with_one_clear_line(make_tree):
+    tree = make_tree(COUNTERS)
+    tree.config_path.write_text(
+        tree.config_path.read_text()
+        .replace('dir = "logs"', 'dir = "/proc/edgesense-cannot-be-here"')
+        .replace("stop_timeout = 3", 'stop_timeout = 3\nstate_file = "state/state.json"'))
+    tree.state_path = tree.dir / "state" / "state.json"
+    tree.start()
+    assert tree.wait_exit(60) == 1
+    lines = tree.stderr_text().splitlines()
+    reasons = [line for line in lines if re.fullmatch(
+        r"edgesense: log-listener \(pid \d+\): FileNotFoundError: \[Errno 2\] No such file or directory: "
+        r"'/proc/edgesense-cannot-be-here'", line)]
+    assert len(reasons) == 5
+    assert lines[-1] == ("edgesense: log listener cannot start: it ended within 1 s of its start 5 times in a "
+                         "row (last: crashed (exit 1)); edgesense stops with exit status 1")
+    assert len(lines) == 5 + 4 + 1
+    assert all(line.startswith("edgesense: ") for line in lines)
+    state = tree.state()
+    assert (state["supervisor"]["state"], state["listener"]["state"]) == ("stopped", "failed")
+    assert [s["state"] for s in state["sensors"]] == ["stopped", "stopped"]
+    assert tree.leftovers() == []

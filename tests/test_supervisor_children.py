@@ -143,8 +143,9 @@ def test_listener_backoff_to_failed_after_quick_deaths_stops_the_tree(supervisor
     end(door, 0)
     supervisor.advance()
     assert door.state is ChildState.STOPPED
-    assert listener.state is ChildState.STOPPED
+    assert listener.state is ChildState.FAILED
     assert supervisor.phase is SupervisorPhase.STOPPED
+    assert state_file(supervisor)["listener"]["state"] == "failed"
     assert supervisor.launcher.stop_senders[0].sent == [b"stop"]
 
 
