@@ -19,6 +19,7 @@ from app.exit_status import ExitStatus
 from app.logview import RecordFilter, show_logs
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
                             with_latest_readings)
+from app.treelock import lock_path
 
 DEFAULT_INIT_PATH = "edgesense.toml"
 
@@ -210,7 +211,8 @@ def cmd_status(args):
     except StateFileError as error:
         print(error, file=sys.stderr)
         return ExitStatus.FAILURE
-    lines, running = describe_state(with_latest_readings(state, latest_readings(paths.log_dir)))
+    lines, running = describe_state(with_latest_readings(state, latest_readings(paths.log_dir)),
+                                    lock_file=lock_path(paths.state_file))
     if args.json:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from app.states import SupervisorPhase
+from app.treelock import lock_held
 from logging_setup.names import READINGS_FILE_NAME
 
 READINGS_TAIL_BYTES = 16384
@@ -72,8 +73,9 @@ def _is_pid(value):
 
 
 def process_alive(pid):
-    """Whether ``pid`` is a live process. (A pid reused after a reboot would
-    look alive; comparing start times instead is wrong on a board without a
+    """Whether ``pid`` is a live process: the fallback for a state file
+    without a lock file beside it. (A pid reused after a reboot would look
+    alive; comparing start times instead is wrong on a board without a
     real-time clock, whose wall clock jumps when NTP syncs.)"""
     if not _is_pid(pid):
         return False
@@ -137,13 +139,16 @@ def with_latest_readings(state, readings):
     return dict(state, sensors=sensors)
 
 
-def describe_state(state, now=None):
-    """The state as lines for a person, and whether edgesense is running."""
+def describe_state(state, now=None, lock_file=None):
+    """The state as lines for a person, and whether edgesense is running:
+    whether a supervisor holds ``lock_file`` (``app/treelock.py``), or,
+    without a lock file, whether the state's supervisor pid is alive."""
     now = time.time() if now is None else now
     supervisor = state["supervisor"]
     listener = state.get("listener") or {}
-    stopped = supervisor.get("state") == "stopped"  # the supervisor's last write on its way out
-    running = not stopped and process_alive(supervisor.get("pid"))
+    held = lock_held(lock_file) if lock_file is not None else None
+    stopped = supervisor.get("state") == "stopped" and not held  # the supervisor's last write on its way out
+    running = not stopped and (held if held is not None else process_alive(supervisor.get("pid")))
     started = supervisor.get("started")
     if stopped:
         head = "edgesense is not running (it stopped); last known state:"

@@ -36,6 +36,7 @@ from app.notify import Notifier
 from app.process import Launched, ManagedChild, ManagedSensor, RestartPolicy, sensor_launched, sensor_policy
 from app.statefile import write_state
 from app.states import ALIVE, SUPERVISOR_TRANSITIONS, WAITING, ChildState, SupervisorPhase
+from app.treelock import AlreadyRunning, TreeLock, TreeLockError, lock_path
 from app.worker import run_worker
 from logging_setup import LogTransport, configure_process, run_listener
 from logging_setup.signals import TREE_SIGNALS
@@ -152,9 +153,22 @@ class ProcessLauncher:
 
 
 def run_service(config):
-    """Run the tree until SIGTERM or SIGINT; return the exit status (0, or
-    1 when a child cannot start)."""
-    return Supervisor(config).run()
+    """Run the tree until SIGTERM or SIGINT; return the exit status: 0, 1
+    when a child cannot start, 2 when a tree already runs with this config
+    (then nothing is written)."""
+    lock = TreeLock(lock_path(config.supervisor.state_file))
+    try:
+        lock.acquire()
+    except AlreadyRunning as held:
+        print(held.describe(config.path or "the built-in demo"), file=sys.stderr, flush=True)
+        return ExitStatus.USAGE
+    except TreeLockError as error:
+        print(f"edgesense: {error}", file=sys.stderr, flush=True)
+        return ExitStatus.FAILURE
+    try:
+        return Supervisor(config).run()
+    finally:
+        lock.release()
 
 
 class Supervisor:

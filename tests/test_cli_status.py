@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.statusview import latest_readings
+from app.treelock import TreeLock
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
@@ -249,3 +250,24 @@ def test_latest_readings_reads_only_the_tail(tmp_path):
     assert latest["door"]["value"] == 2
     assert latest["door"]["ts"] == pytest.approx(now - 1, abs=0.01)
     assert latest_readings(tmp_path / "missing") == {}
+
+
+def test_a_reused_pid_without_the_lock_held_is_not_running(tmp_path):
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    (tmp_path / "run" / "state.json.lock").write_text('{"pid": 1, "since": 0}\n')
+
+    result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (f"edgesense is not running (supervisor pid {os.getpid()} is gone); "
+                                             "last known state:")
+    assert state_file.exists()
+
+
+def test_the_lock_held_is_a_running_tree(tmp_path):
+    write_config(tmp_path, state(os.getpid(), time.time()))
+    with TreeLock(tmp_path / "run" / "state.json.lock"):
+        result = edgesense("status", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"edgesense is running: supervisor pid {os.getpid()}, up 1 h 02 min")

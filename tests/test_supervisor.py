@@ -1,6 +1,7 @@
 """The supervisor with real processes and real signals, under each start method."""
 
 import datetime
+import json
 import os
 import re
 import shutil
@@ -527,3 +528,33 @@ def test_a_listener_that_cannot_start_stops_the_tree_with_one_clear_line(make_tr
     assert (state["supervisor"]["state"], state["listener"]["state"]) == ("stopped", "failed")
     assert [s["state"] for s in state["sensors"]] == ["stopped", "stopped"]
     assert tree.leftovers() == []
+
+
+def snapshot(directory):
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(directory).rglob("*"))}
+
+
+def test_a_second_run_on_the_same_config_says_who_runs_and_writes_nothing(make_tree):
+    tree = make_tree(counter("slow", interval=60)).start()
+    tree.wait_readings("slow", 1)
+    tree.wait_running("slow")
+    before = snapshot(tree.dir)
+    second = subprocess.run([sys.executable, "-m", "app", "run", "--config", str(tree.config_path)],
+                            env=tree.env, cwd=tree.dir, capture_output=True, text=True, timeout=30)
+    assert second.returncode == 2
+    started = json.loads((tree.state_path.parent / (tree.state_path.name + ".lock")).read_text())["since"]
+    since = datetime.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+    assert second.stderr == (f"edgesense already runs with {tree.config_path} (pid {tree.pid}, since {since}); "
+                             f"not starting a second tree (lock {tree.state_path}.lock)\n")
+    assert second.stdout == ""
+    assert snapshot(tree.dir) == before
+    status = subprocess.run([sys.executable, "-m", "app", "status", "--config", str(tree.config_path)],
+                            env=tree.env, capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0
+    tree.process.kill()
+    tree.process.wait(5)
+    wait_for(lambda: tree.leftovers() == [], 10, what="the tree gone")
+    status = subprocess.run([sys.executable, "-m", "app", "status", "--config", str(tree.config_path)],
+                            env=tree.env, capture_output=True, text=True, timeout=30)
+    assert status.returncode == 1
+    assert status.stdout.startswith(f"edgesense is not running (supervisor pid {tree.pid} is gone)")
