@@ -1,6 +1,8 @@
 """What every child process of the tree runs around its target.
 
-An exception that escapes a process's target is printed by multiprocessing
+It names the process first (``app/proctitle.py``), so that ``ps`` and
+``top`` show ``edgesense: sensor door`` rather than multiprocessing's
+bootstrap. An exception that escapes a process's target is printed by multiprocessing
 as a raw traceback on stderr: on the console and in the journal, a dozen
 unprefixed lines that no reader can tell from another process's. Each child
 is started through a ``ChildEntry`` instead, which turns such an exception
@@ -10,18 +12,23 @@ into one line that names the process, and exit status 1.
 import os
 import sys
 
+from app.proctitle import name_process
+
 
 class ChildEntry:
-    """A picklable process target: ``ChildEntry("log-listener", run_listener)``
-    runs ``run_listener(*args, **kwargs)``; an exception that escapes it is
-    one line on stderr, ``edgesense: log-listener (pid 815): PermissionError:
+    """A picklable process target: ``ChildEntry("log-listener",
+    "es:log-listener", run_listener)`` names the process, then runs
+    ``run_listener(*args, **kwargs)``; an exception that escapes it is one
+    line on stderr, ``edgesense: log-listener (pid 815): PermissionError:
     ...``, and the process exits with status 1."""
 
-    def __init__(self, title, target):
+    def __init__(self, title, short_name, target):
         self.title = title
+        self.short_name = short_name
         self.target = target
 
     def __call__(self, *args, **kwargs):
+        name_process(self.title, self.short_name)
         try:
             return self.target(*args, **kwargs)
         except Exception as error:

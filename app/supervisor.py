@@ -34,6 +34,7 @@ from app.exit_status import ExitStatus
 from app.heartbeat import Heartbeat
 from app.notify import Notifier
 from app.process import Launched, ManagedChild, ManagedSensor, RestartPolicy, sensor_launched, sensor_policy
+from app.proctitle import name_process
 from app.statefile import write_state
 from app.states import ALIVE, SUPERVISOR_TRANSITIONS, WAITING, ChildState, SupervisorPhase
 from app.treelock import AlreadyRunning, TreeLock, TreeLockError, lock_path
@@ -165,6 +166,7 @@ def run_service(config):
     except TreeLockError as error:
         print(f"edgesense: {error}", file=sys.stderr, flush=True)
         return ExitStatus.FAILURE
+    name_process("supervisor", "edgesense")
     try:
         return Supervisor(config).run()
     finally:
@@ -376,7 +378,8 @@ class Supervisor:
         stop_receiver, stop_sender = self.launcher.pipe()
         try:
             process = self.launcher.start(
-                ChildEntry(f"sensor {managed.name}", run_worker), f"sensor:{managed.name}", args=(managed.sensor,),
+                ChildEntry(f"sensor {managed.name}", f"es:{managed.name}", run_worker), f"sensor:{managed.name}",
+                args=(managed.sensor,),
                 kwargs=dict(pin_factory=self.config.gpio.pin_factory, sender=self.transport.sender,
                             stop=stop_receiver, heartbeat=heartbeat, log_level=self.config.logging.level),
             )
@@ -388,7 +391,7 @@ class Supervisor:
         return sensor_launched(process, heartbeat, stop_sender)
 
     def _launch_listener(self):
-        process = self.launcher.start(ChildEntry("log-listener", run_listener), "log-listener",
+        process = self.launcher.start(ChildEntry("log-listener", "es:log-listener", run_listener), "log-listener",
                                       args=(self.transport.receiver, self.config.logging))
         return Launched(process, ask_to_stop=self.transport.sender.send_stop)
 

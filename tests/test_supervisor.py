@@ -558,3 +558,22 @@ def test_a_second_run_on_the_same_config_says_who_runs_and_writes_nothing(make_t
                             env=tree.env, capture_output=True, text=True, timeout=30)
     assert status.returncode == 1
     assert status.stdout.startswith(f"edgesense is not running (supervisor pid {tree.pid} is gone)")
+
+
+def ps_names(pid):
+    """``(comm, args)`` of a process as ``ps -o comm=,args=`` shows them."""
+    line = subprocess.run(["ps", "-o", "comm=,args=", "-p", str(pid)], capture_output=True, text=True,
+                          timeout=10).stdout.strip()
+    comm, _, args = line.partition(" ")
+    return comm, args.strip()
+
+
+@pytest.mark.skipif(shutil.which("ps") is None, reason="needs ps")
+def test_every_process_says_what_it_is_in_ps(make_tree):
+    tree = make_tree(counter("door") + counter("a-long-sensor-name")).start()
+    door, long_name = tree.wait_running("door", "a-long-sensor-name")
+    listener = tree.state()["listener"]["pid"]
+    assert ps_names(tree.pid) == ("edgesense", "edgesense: supervisor")
+    assert ps_names(listener) == ("es:log-listener", "edgesense: log-listener")
+    assert ps_names(door["pid"]) == ("es:door", "edgesense: sensor door")
+    assert ps_names(long_name["pid"]) == ("es:a-long-senso", "edgesense: sensor a-long-sensor-name")
