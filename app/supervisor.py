@@ -47,15 +47,16 @@ logger = logging.getLogger(__name__)
 
 
 FORKSERVER_PRELOAD = [
+    "app.child_entry",
     "app.worker",
     *sorted({path.partition(":")[0] for path in registry.BUILTIN_TYPES.values()}),
     "importlib.metadata",
     "multiprocessing.sharedctypes",
 ]
 """Imported once by the fork server so that workers share those pages:
-the worker, every built-in sensor module (gpiozero with them), what
-gpiozero uses to find its pin factories, and what the heartbeat's shared
-memory needs. Importing gpiozero is fine; creating a pin factory there is
+every child's entry (setproctitle with it), the worker, every built-in
+sensor module (gpiozero with them), what gpiozero uses to find its pin
+factories, and what the heartbeat's shared memory needs. Importing gpiozero is fine; creating a pin factory there is
 not (lgpio would start a thread and open a FIFO that every forked worker
 then finds busy)."""
 
