@@ -299,9 +299,11 @@ class Supervisor:
         if any(m.state is not ChildState.STOPPED for m in [*self.sensors.values(), *self.retiring]):
             return
         if not self.stopped_logged:
+            if self.listener.state is ChildState.STOPPING:
+                return  # stopping for new [logging] settings: the last lines need the next one
             self.stopped_logged = True
             logger.info("edgesense stopped")
-            if self.listener.state in WAITING and not self.listener.gave_up:
+            if self.listener.state in (ChildState.STOPPED, *WAITING) and not self.listener.gave_up:
                 self._start_child(self.listener)
             if not self.listener.gave_up:
                 self.listener.request_stop()
@@ -370,17 +372,15 @@ class Supervisor:
     # -- children ---------------------------------------------------------
 
     def _new_sensor(self, sensor):
-        managed = ManagedSensor(sensor, self.config.supervisor, self._now)
-        managed.launch = lambda: self._launch_worker(managed)
-        return managed
+        return ManagedSensor(sensor, self.config.supervisor, self._now, launch=lambda: self._launch_worker(sensor))
 
-    def _launch_worker(self, managed):
+    def _launch_worker(self, sensor):
         heartbeat = self.launcher.heartbeat()
         stop_receiver, stop_sender = self.launcher.pipe()
         try:
             process = self.launcher.start(
-                ChildEntry(f"sensor {managed.name}", f"es:{managed.name}", run_worker), f"sensor:{managed.name}",
-                args=(managed.sensor,),
+                ChildEntry(f"sensor {sensor.name}", f"es:{sensor.name}", run_worker), f"sensor:{sensor.name}",
+                args=(sensor,),
                 kwargs=dict(pin_factory=self.config.gpio.pin_factory, sender=self.transport.sender,
                             stop=stop_receiver, heartbeat=heartbeat, log_level=self.config.logging.level),
             )
@@ -476,7 +476,7 @@ class Supervisor:
                 self._kill_overdue(child)
             elif child.start_due():
                 self._start_child(child)
-        if self.listener.state is ChildState.STOPPED and self.phase is SupervisorPhase.RUNNING:
+        if self.listener.state is ChildState.STOPPED and not self.stopped_logged:
             self._start_child(self.listener)  # stopped for new [logging] settings
 
     def _kill_overdue(self, child):

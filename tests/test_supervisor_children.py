@@ -207,3 +207,25 @@ def test_every_transition_is_listed_and_every_listed_one_is_between_states():
     assert (ChildState.FAILED, ChildState.STOPPED) in CHILD_TRANSITIONS
     assert (ChildState.STOPPED, ChildState.RUNNING) not in CHILD_TRANSITIONS
     assert all(isinstance(a, ChildState) and isinstance(b, ChildState) for a, b in CHILD_TRANSITIONS)
+
+
+def test_listener_stopping_for_new_logging_then_a_stop_drains_through_the_next_one(supervisor, tmp_path):
+    config_path = tmp_path / "edgesense.toml"
+    config_path.write_text(config_path.read_text().replace("console = false", "console = false\ncompress = false"))
+    listener, door = supervisor.listener, supervisor.sensors["door"]
+    supervisor._reload()
+    assert listener.state is ChildState.STOPPING
+    assert door.state is ChildState.STARTING
+    supervisor.begin_stop("stopping on SIGTERM")
+    end(door, 0)
+    supervisor.advance()
+    assert door.state is ChildState.STOPPED
+    end(listener, 0)
+    supervisor.advance()
+    assert listener.pid == 102 and listener.state is ChildState.STOPPING
+    assert supervisor.launcher.started[-1].name == "log-listener"
+    assert supervisor.phase is SupervisorPhase.STOPPING
+    end(listener, 0)
+    supervisor.advance()
+    assert supervisor.phase is SupervisorPhase.STOPPED
+    assert listener.restarts == 0
