@@ -21,6 +21,7 @@ from app.exit_status import ExitStatus
 from app.logview import RecordFilter, show_logs
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
                             with_latest_readings)
+from app.treelock import lock_path
 from sensors import pins, registry
 
 DEFAULT_INIT_PATH = "edgesense.toml"
@@ -278,7 +279,7 @@ def cmd_status(args, env):
         print(error, file=env.stderr)
         return ExitStatus.FAILURE
     state = with_latest_readings(state, latest_readings(paths.log_dir))
-    lines, running = describe_state(state, now=env.clock())
+    lines, running = describe_state(state, now=env.clock(), lock_file=lock_path(paths.state_file))
     if args.json:
         env.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
