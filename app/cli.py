@@ -21,6 +21,7 @@ from app.exit_status import ExitStatus
 from app.logview import RecordFilter, same_sensor_name, sensor_names, show_logs
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
                             with_latest_readings)
+from sensors import pins, registry
 from sensors.problems import did_you_mean, render
 
 DEFAULT_INIT_PATH = "edgesense.toml"
@@ -202,8 +203,23 @@ def cmd_check(args, env):
               f"{', '.join(SEARCH_PATHS)}); write one with `edgesense init`", file=env.stderr)
         return ExitStatus.USAGE
     config = load_config(path, cwd=env.cwd)
+    gpio_warning = _gpio_warning(config)
+    if gpio_warning:
+        print(f"edgesense: warning: {gpio_warning}", file=env.stderr)
     print("\n".join(summary(config, name=path)), file=env.stdout)
     return ExitStatus.OK
+
+
+def _gpio_warning(config):
+    """Why the sensors that need pins could not get them on this machine,
+    or None (also when no sensor needs pins)."""
+    needing = [sensor.name for sensor in config.sensors
+               if registry.uses_gpio(registry.resolve(sensor.type))]
+    problem = needing and pins.factory_problem(config.gpio.pin_factory)
+    if not problem:
+        return None
+    noun = "sensor" if len(needing) == 1 else "sensors"
+    return f"{noun} {', '.join(needing)} need{'s' if len(needing) == 1 else ''} GPIO pins, but {problem}"
 
 
 def summary(config, name=None):

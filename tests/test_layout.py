@@ -55,3 +55,11 @@ def test_quick_start_has_two_commands_and_ci_runs_the_second():
     assert run_tests.endswith("python -m pytest")
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert ci_lines[-1] == run_tests
+
+
+def test_the_docstring_examples_of_every_package_run_with_the_tests():
+    import tomllib
+
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert {"app", "sensors", "logging_setup"} <= set(options["testpaths"])
+    assert "--doctest-modules" in options["addopts"].split()
