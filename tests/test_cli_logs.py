@@ -187,6 +187,17 @@ def test_follow_of_an_unknown_sensor_exits_2_at_once(log_dir):
     assert result.stderr.endswith("did you mean load?\n")
 
 
+def test_a_reader_that_goes_away_ends_logs_quietly(log_dir):
+    """``edgesense logs | head -1``: the pipe closes long before the output ends."""
+    (log_dir / "edgesense.log").write_text(records(range(41, 10041)))  # far more than a pipe holds
+    with subprocess.Popen(edgesense_command("logs", "-n", "10000"), cwd=log_dir.parent,
+                          env=edgesense_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout.readline().decode() == line(1) + "\n"
+        process.stdout.close()
+        assert process.wait(timeout=30) == 0
+        assert process.stderr.read() == b""
+
+
 class LineReader:
     """Lines from a child's stdout, each wait bounded."""
 
