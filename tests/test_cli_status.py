@@ -164,7 +164,7 @@ def test_corrupt_state_file_is_one_line(tmp_path):
 def test_status_reads_only_the_paths_of_the_config(tmp_path):
     """A custom type that imports only under the service's PYTHONPATH and a
     sensor section being edited do not stop `status`."""
-    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    write_config(tmp_path, state(os.getpid(), time.time()))
     (tmp_path / "edgesense.toml").write_text(
         '[supervisor]\nstate_file = "run/state.json"\n' + ONE_SENSOR
         + '[[sensor]]\nname = "tank"\ntype = "site_sensors.tank:Level"\nintreval = "x"\n')
