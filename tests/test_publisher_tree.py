@@ -112,7 +112,8 @@ def test_the_whole_tree_killed_and_started_again_loses_nothing(broker, tree):
         assert arrived == in_files  # per sensor, in the order of the files
 
 
-def test_a_reload_that_removes_a_sensor_clears_its_discovery(broker, tree):
+def test_a_reload_that_removes_a_sensor_clears_its_discovery_and_loses_nothing(broker, tree):
+    collector = Collector(broker, ("edgesense/+/+/reading",))
     running = tree(broker, names=("a", "b"))
     running.wait_running("a", "b")
     wait_for(lambda: len(retained(broker, "homeassistant/#", settle=0.3)) == 2, 20, what="discovery")
@@ -123,3 +124,4 @@ def test_a_reload_that_removes_a_sensor_clears_its_discovery(broker, tree):
              == [f"homeassistant/sensor/{NODE}/a/config"], 20, what="b's discovery cleared")
     running.signal(signal.SIGTERM)
     assert running.wait_exit() == 0
+    assert all_arrived(collector, running.log_dir)
