@@ -28,7 +28,7 @@ from app.notify import Notifier
 from app.process import ALIVE, ManagedSensor, describe_exit
 from app.statefile import write_state
 from app.states import SensorState
-from app.worker import run_worker
+from app.worker import run_worker, sending_level
 from logging_setup import LogTransport, configure_process, run_listener
 from logging_setup.signals import TREE_SIGNALS
 from sensors import pins, registry
@@ -511,15 +511,16 @@ class Supervisor:
 
     def _apply(self, new):
         """Start added sensors, stop removed ones, restart changed ones and
-        leave the others running. A new log level reaches every process, so
-        it restarts every sensor. Each sensor starts as soon as nothing it
+        leave the others running. A new log level that changes what a worker
+        sends (to or from DEBUG) restarts every sensor. Each sensor starts as soon as nothing it
         needs is still stopping: one that is slow to stop delays only the
         sensors that share its pins."""
         old = self.config
         if new.supervisor.start_method != old.supervisor.start_method:
             logger.warning("start_method changes take effect when edgesense restarts")
         new_sensors = {s.name: s for s in new.sensors}
-        everything_changed = new.gpio != old.gpio or new.logging.level != old.logging.level
+        everything_changed = (new.gpio != old.gpio or sending_level(new.logging.level)
+                              != sending_level(old.logging.level))
         removed = [m for name, m in self.sensors.items() if name not in new_sensors]
         changed = [
             m for name, m in self.sensors.items()

@@ -355,6 +355,22 @@ def test_a_new_log_level_reaches_every_sensor(make_tree):
     tree.wait_running("alpha", "beta")
 
 
+def test_a_new_log_level_above_info_restarts_no_sensor(make_tree):
+    """Workers send INFO and above whatever the level (readings are INFO
+    records); only the listener applies the level, so nothing restarts."""
+    tree = make_tree(COUNTERS).start()
+    alpha, beta = tree.wait_running("alpha", "beta")
+    tree.config_path.write_text(tree.config_path.read_text().replace('dir = "logs"', 'dir = "logs"\nlevel = "WARNING"')
+                                + counter("gamma"))
+    tree.signal(signal.SIGHUP)
+    tree.wait_running("gamma")
+    assert [(s["name"], s["pid"], s["restarts"]) for s in tree.state()["sensors"][:2]] == [
+        ("alpha", alpha["pid"], 0), ("beta", beta["pid"], 0)]
+    tree.wait_readings("gamma", 2)
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
+
+
 def forkserver_pid(supervisor_pid):
     for entry in os.listdir("/proc"):
         if entry.isdigit():
