@@ -273,7 +273,7 @@ def test_worker_ignores_sigterm_and_sigint(tree, probes):
     tree.finish()
 
 
-def test_failed_reads_log_tracebacks_then_exit_non_zero(tree, probes):
+def test_failed_reads_log_one_traceback_then_one_line_each_and_exit_non_zero(tree, probes):
     config = SensorConfig(name="dead", type=f"{probes}:BrokenProbe", interval=0.05,
                           max_failures=3)
     process, heartbeat, _stop = tree.start_worker(config)
@@ -281,9 +281,11 @@ def test_failed_reads_log_tracebacks_then_exit_non_zero(tree, probes):
     assert process.exitcode == WorkerExit.READ_FAILURES
     tree.finish()
     text = "\n".join(tree.log_lines())
-    for count in (1, 2, 3):
-        assert f"sensor=dead read failed ({count} in a row, limit 3)" in text
-    assert text.count("Traceback (most recent call last)") == 3
+    assert "sensor=dead read failed (1 in a row, limit 3)" in text
+    for count in (2, 3):
+        assert (f"sensor=dead read failed again ({count} in a row, limit 3):"
+                " OSError: no answer from the device") in text
+    assert text.count("Traceback (most recent call last)") == 1
     assert text.count("OSError: no answer from the device") == 3
     assert "sensor=dead stopping after 3 failed reads in a row" in text
     assert heartbeat.failures == 3
