@@ -260,7 +260,7 @@ class Supervisor:
     # -- workers ----------------------------------------------------------
 
     def _start_worker(self, managed):
-        heartbeat = Heartbeat.create(self.ctx)
+        heartbeat = Heartbeat.create(self.ctx, previous=managed.heartbeat)
         stop_receiver, stop_sender = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=run_worker,
@@ -519,8 +519,7 @@ class Supervisor:
         if new.supervisor.start_method != old.supervisor.start_method:
             logger.warning("start_method changes take effect when edgesense restarts")
         new_sensors = {s.name: s for s in new.sensors}
-        everything_changed = (new.gpio != old.gpio or sending_level(new.logging.level)
-                              != sending_level(old.logging.level))
+        everything_changed = new.gpio != old.gpio or _sends_differently(new.logging, old.logging)
         removed = [m for name, m in self.sensors.items() if name not in new_sensors]
         changed = [
             m for name, m in self.sensors.items()
@@ -646,6 +645,12 @@ class Supervisor:
                 helper._stop()
             except (AttributeError, OSError):
                 pass
+
+
+def _sends_differently(new, old):
+    """Whether a worker sends other records under the ``[logging]``
+    settings ``new`` than under ``old``."""
+    return sending_level(new.level) != sending_level(old.level)
 
 
 def _keep_start_method(new, old):

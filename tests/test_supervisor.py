@@ -95,6 +95,7 @@ def test_crash_on_every_start_backs_off_then_fails(make_tree):
     wait_for(lambda: (s := tree.sensor_state("broken")) and s["state"] == "failed", 30, what="broken failed")
     failed = tree.sensor_state("broken")
     assert failed["restarts"] == 4
+    assert failed["last_exit"] == "could not be built (exit 3)"
     assert failed["next_retry"] > time.time() + 200
     planned = [float(m) for m in re.findall(r"sensor broken: ended with could not be built \(exit 3\); restart in ([\d.]+) s", tree.log_text())]
     assert planned == pytest.approx([0.2, 0.4, 0.8, 0.8], abs=0.06)

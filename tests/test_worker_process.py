@@ -124,8 +124,8 @@ class LogTree:
         self.listener.start()
         self.workers = []
 
-    def start_worker(self, config, pin_factory="mock"):
-        heartbeat = Heartbeat.create(self.ctx)
+    def start_worker(self, config, pin_factory="mock", previous=None):
+        heartbeat = Heartbeat.create(self.ctx, previous=previous)
         stop_reader, stop_writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=run_worker, name=f"sensor:{config.name}", args=(config,),
@@ -317,6 +317,21 @@ def test_a_bug_in_a_custom_constructor_is_logged_with_its_traceback(tree, probes
             " ZeroDivisionError: division by zero") in text
     assert text.count("Traceback (most recent call last)") == 1
     assert "self.scale = 1 / 0" in text
+
+
+def test_the_same_build_failure_on_the_next_start_is_one_line(tree, probes):
+    config = SensorConfig(name="buggy", type=f"{probes}:BuggyProbe", interval=1.0)
+    process, first, _stop = tree.start_worker(config)
+    process.join(WAIT)
+    process, second, _stop = tree.start_worker(config, previous=first)
+    process.join(WAIT)
+    assert process.exitcode == WorkerExit.BUILD_FAILED
+    tree.finish()
+    text = "\n".join(tree.log_lines())
+    assert text.count("Traceback (most recent call last)") == 1
+    assert (f"sensor=buggy cannot be built again (type {probes}:BuggyProbe):"
+            " ZeroDivisionError: division by zero") in text
+    assert second.build_failure == first.build_failure != 0
 
 
 def start_and_report(start_method, config, sender, report):
