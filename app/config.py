@@ -8,9 +8,8 @@ file), ``app.config_validation`` (the checks) and ``app.paths`` (whether
 the service can write where the config says).
 """
 
-from pathlib import Path
 
-from app.config_file import SEARCH_PATHS, find_config, read_toml
+from app.config_file import SEARCH_PATHS, absolute_path, find_config, read_toml
 from app.config_schema import (DEFAULT_LOG_DIR, LEVELS, REQUIRED_SENSOR_KEYS, SECTIONS,
                                STATE_FILE_NAME, Config, ConfigError, GpioSettings, SensorConfig,
                                SupervisorSettings)
@@ -24,23 +23,26 @@ __all__ = [
 ]
 
 
-def load_config(path, *, check_paths=True):
+def load_config(path, *, check_paths=True, cwd=None):
     """Read and validate a config file; raise ConfigError with all errors.
 
-    Relative paths in the file resolve against the file's folder.
-    ``check_paths=False`` skips the writability checks of the log folder and
-    the state file, for commands that only read them (``status``, ``logs``).
+    A relative ``path`` is relative to ``cwd`` (default: the working
+    folder); messages name the path as given. Relative paths in the file
+    resolve against the file's folder. ``check_paths=False`` skips the
+    writability checks of the log folder and the state file, for commands
+    that only read them (``status``, ``logs``).
     """
-    data = read_toml(path)
-    absolute = Path(path).absolute()
+    data = read_toml(path, cwd=cwd)
+    absolute = absolute_path(path, cwd)
     return config_from_dict(data, path=absolute, base_dir=absolute.parent,
                             source=str(path), check_paths=check_paths)
 
 
-def load_paths(path):
+def load_paths(path, *, cwd=None):
     """Only ``[logging] dir`` and ``[supervisor] state_file`` of a config
     file, for ``status`` and ``logs``: they work whatever else the file
     holds (a sensor section being edited, a custom type that imports only
     under the service's PYTHONPATH). Raise ConfigError (one line each) when
     the file is not TOML or those keys are wrong."""
-    return paths_from_dict(read_toml(path), base_dir=Path(path).absolute().parent, source=str(path))
+    return paths_from_dict(read_toml(path, cwd=cwd), base_dir=absolute_path(path, cwd).parent,
+                           source=str(path))

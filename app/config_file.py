@@ -29,14 +29,21 @@ def find_config(environ=None, cwd=None):
     return None
 
 
-def read_toml(path):
+def absolute_path(path, cwd=None):
+    """``path`` made absolute against ``cwd`` (default: the working folder)."""
+    return Path(path).absolute() if cwd is None else Path(cwd, path).absolute()
+
+
+def read_toml(path, *, cwd=None):
     """The file's TOML content as a dict; ConfigError (one line) when it
-    cannot be read, is not UTF-8 or is not valid TOML."""
-    path = Path(path)
-    if path.exists() and not (path.is_file() or path.is_dir()):
+    cannot be read, is not UTF-8 or is not valid TOML. A relative ``path``
+    is relative to ``cwd`` (default: the working folder); messages name the
+    path as given."""
+    file = absolute_path(path, cwd)
+    if file.exists() and not (file.is_file() or file.is_dir()):
         raise ConfigError([f"{path}: not a regular file (a pipe or a device cannot be a config file)"])
     try:
-        raw = path.read_bytes()
+        raw = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
     except IsADirectoryError:

@@ -77,7 +77,7 @@ def pin_problem(value):
     message = (f"{render(value)} is not a GPIO pin; expected a BCM number 0-{HIGHEST_BCM_PIN} "
                '(17, "GPIO17", "BCM17") or a header pin ("BOARD11", "J8:11")')
     if isinstance(value, str) and is_gpio_pin(value.strip().upper()):
-        message += did_you_mean(value.strip(), [value.strip().upper()])
+        message += did_you_mean(value, [value.strip().upper()])
     return message
 
 
