@@ -299,6 +299,24 @@ def test_a_sensor_that_cannot_be_built_logs_why_and_exits_non_zero(tree):
     assert "Traceback" not in "\n".join(tree.log_lines())
 
 
+def test_no_gpio_here_is_one_line_naming_the_factories_tried(tree):
+    from sensors.pins import factory_problem
+
+    if factory_problem(None) is None:
+        pytest.skip("this machine has GPIO")
+    config = SensorConfig(name="door", type="button", interval=1.0, options={"pin": 17})
+    process, _heartbeat, _stop = tree.start_worker(config, pin_factory=None)
+    process.join(WAIT)
+    assert process.exitcode == WorkerExit.BUILD_FAILED
+    tree.finish()
+    lines = tree.log_lines()
+    [error] = [line for line in lines if " ERROR " in line]
+    assert error.endswith(f"sensor=door cannot be built (type button): NoPinFactory: {factory_problem(None)}")
+    assert "tried lgpio (" in error and ", native (" in error
+    assert [line for line in lines if "WARNING" in line] == []
+    assert "Traceback" not in "\n".join(lines)
+
+
 def test_a_bug_in_a_custom_constructor_is_logged_with_its_traceback(tree, probes):
     config = SensorConfig(name="buggy", type=f"{probes}:BuggyProbe", interval=1.0)
     process, _heartbeat, _stop = tree.start_worker(config)
