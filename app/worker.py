@@ -20,7 +20,7 @@ from gpiozero import Device
 from gpiozero.exc import GPIOZeroError
 
 from app.output_capture import PrintedLines
-from app.worker_exit import WorkerExit
+from app.worker_exit import WorkerExit, describe_exit
 from app.worker_loop import one_line, serve
 from logging_setup import configure_process
 from logging_setup.signals import ignore_tree_signals
@@ -167,6 +167,5 @@ def _run(config, pin_factory_name, stop, heartbeat):
     if status is WorkerExit.STOPPED:
         log.info("sensor=%s stopped", config.name)
     else:
-        log.info("sensor=%s exits with status %d (%s)", config.name,
-                 status, status.name.lower())
+        log.info("sensor=%s exits: %s", config.name, describe_exit(status))
     return status

@@ -281,6 +281,7 @@ def test_failed_reads_log_one_traceback_then_one_line_each_and_exit_non_zero(tre
     assert text.count("Traceback (most recent call last)") == 1
     assert text.count("OSError: no answer from the device") == 3
     assert "sensor=dead stopping after 3 failed reads in a row" in text
+    assert "sensor=dead exits: too many failed reads (exit 4)" in text
     assert heartbeat.failures == 3
     assert tree.readings() == []
 
