@@ -21,6 +21,41 @@ from sensors.registry import CustomSensor
 log = logging.getLogger(__name__)
 
 
+class FailureKinds:
+    """The kinds of failure (exception type and message) seen so far, the
+    most recent ``limit`` of them."""
+
+    def __init__(self, limit=32):
+        self.limit = limit
+        self.seen = {}
+
+    def add(self, error):
+        """Record ``error``'s kind; True when it was seen before."""
+        kind = (type(error), str(error))
+        seen = self.seen.pop(kind, None) is not None
+        self.seen[kind] = True
+        while len(self.seen) > self.limit:
+            del self.seen[next(iter(self.seen))]
+        return seen
+
+
+def one_line(error):
+    """``OSError: no answer``: an exception as one line of text.
+
+    >>> one_line(OSError("no answer\\nfrom the device"))
+    'OSError: no answer from the device'
+    """
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def sensor_class_name(sensor):
+    """The sensor's class as its author wrote it (a custom type that does
+    not subclass Sensor, not the wrapper it runs in)."""
+    cls = type(sensor.wrapped) if isinstance(sensor, CustomSensor) else type(sensor)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 class ReadJob:
     """One read of the sensor, as a schedule job that never raises.
 
@@ -81,41 +116,6 @@ class ReadJob:
         record = reading_record(self.config, reading, self.clock.time())
         self.logger.info(reading_message(self.config.name, reading),
                          extra={READING_ATTR: record})
-
-
-class FailureKinds:
-    """The kinds of failure (exception type and message) seen so far, the
-    most recent ``limit`` of them."""
-
-    def __init__(self, limit=32):
-        self.limit = limit
-        self.seen = {}
-
-    def add(self, error):
-        """Record ``error``'s kind; True when it was seen before."""
-        kind = (type(error), str(error))
-        seen = self.seen.pop(kind, None) is not None
-        self.seen[kind] = True
-        while len(self.seen) > self.limit:
-            del self.seen[next(iter(self.seen))]
-        return seen
-
-
-def one_line(error):
-    """``OSError: no answer``: an exception as one line of text.
-
-    >>> one_line(OSError("no answer\\nfrom the device"))
-    'OSError: no answer from the device'
-    """
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def sensor_class_name(sensor):
-    """The sensor's class as its author wrote it (a custom type that does
-    not subclass Sensor, not the wrapper it runs in)."""
-    cls = type(sensor.wrapped) if isinstance(sensor, CustomSensor) else type(sensor)
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def serve(config, sensor, heartbeat, wait, clock=SystemClock):
