@@ -2,9 +2,10 @@
 live file and its rotated and compressed copies, and follow it.
 
 The listener's files, for a base name such as ``edgesense.log``: the live
-``edgesense.log``, then ``edgesense.log.1`` (newest rotated) ...
-``edgesense.log.N`` (oldest), each possibly gzipped as ``.N.gz``. Other names
-(such as the temporary name a file has while it is compressed) are ignored.
+``edgesense.log``, and its rotated files numbered in rotation order, the
+highest the newest (``logging_setup.names``), each possibly gzipped as
+``.N.gz``. Other names (such as the temporary name a file has while it is
+compressed) are ignored.
 """
 
 import gzip
@@ -70,7 +71,7 @@ def log_files(directory, base):
         found = parse_rotated(path.name)
         if found and found[0] == base:
             rotated.append((found[1], path))
-    files = [path for _number, path in sorted(rotated, reverse=True)]
+    files = [path for _number, path in sorted(rotated)]
     live = directory / base
     if live.exists():
         files.append(live)

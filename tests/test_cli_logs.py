@@ -45,14 +45,14 @@ def records(numbers, **fields):
 @pytest.fixture
 def log_dir(tmp_path):
     """A config and its log folder: records 1-40 in four files, oldest in
-    the compressed .3.gz, newest in the live file; a half-written archive
+    the compressed .1.gz, newest in the live file; a half-written archive
     under a temporary name that must be ignored."""
     (tmp_path / "edgesense.toml").write_text('[logging]\ndir = "logs"\n' + ONE_SENSOR)
     logs = tmp_path / "logs"
     logs.mkdir()
-    (logs / "edgesense.log.3.gz").write_bytes(gzip.compress(records(range(1, 11)).encode()))
+    (logs / "edgesense.log.1.gz").write_bytes(gzip.compress(records(range(1, 11)).encode()))
     (logs / "edgesense.log.2.gz").write_bytes(gzip.compress(records(range(11, 21)).encode()))
-    (logs / "edgesense.log.1").write_text(records(range(21, 31)))
+    (logs / "edgesense.log.3").write_text(records(range(21, 31)))
     (logs / "edgesense.log").write_text(records(range(31, 41)))
     (logs / "edgesense.log.4.gz.tmp").write_bytes(b"\x1f\x8b torn")
     return logs
@@ -181,8 +181,7 @@ def test_follow_prints_new_lines_across_a_rotation(log_dir, follower):
     assert reader.read(2) == [line(41), line(42)]
 
     append(live, records([43]))  # written just before the rotation
-    os.rename(log_dir / "edgesense.log.1", log_dir / "edgesense.log.2")
-    os.rename(live, log_dir / "edgesense.log.1")
+    os.rename(live, log_dir / "edgesense.log.5")
     live.write_text(records([44, 45]))
     assert reader.read(3) == [line(43), line(44), line(45)]
 

@@ -42,7 +42,7 @@ def transport():
 def test_writes_lines_and_readings_in_order(mp_context, transport, tmp_path):
     settings = LogSettings(dir=tmp_path, console=False)
     send(transport, "sensors.system", logging.INFO, "cpu 48.2 C", reading={"sensor": "cpu", "value": 48.2})
-    send(transport, "app.worker", logging.ERROR, "read failed\nTraceback (most recent call last):\nOSError: x")
+    send(transport, "app.worker", logging.ERROR, "read failed", exc_text="Traceback (most recent call last):\nOSError: x")
     send(transport, "sensors.system", logging.INFO, "cpu 48.7 C", reading={"sensor": "cpu", "value": 48.7})
     transport.sender.send_stop()
     run_until_stop(mp_context, transport, settings)
@@ -51,8 +51,8 @@ def test_writes_lines_and_readings_in_order(mp_context, transport, tmp_path):
         f"log-listener logging_setup.listener INFO     log listener started, writing to {tmp_path}",
         "sensor:t   sensors.system INFO     cpu 48.2 C",
         "sensor:t   app.worker ERROR    read failed",
-        "Traceback (most recent call last):",
-        "OSError: x",
+        "| Traceback (most recent call last):",
+        "| OSError: x",
         "sensor:t   sensors.system INFO     cpu 48.7 C",
     ]
     readings = (tmp_path / "readings.jsonl").read_text().splitlines()
