@@ -27,6 +27,7 @@ an archive being written (``.gz.tmp``)."""
 
 _OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TEMP_ATTEMPTS = 16
+_NOT_A_REGULAR_FILE = (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EWOULDBLOCK)
 
 
 class ForeignEntry(Exception):
@@ -97,7 +98,13 @@ class Folder:
     def open_own(self, name, flags=os.O_RDONLY):
         """A descriptor of the file ``name`` that edgesense made; raises
         ForeignEntry for anything else, FileNotFoundError when missing."""
-        fd = os.open(name, flags | _OPEN, dir_fd=self.fd)
+        try:
+            fd = os.open(name, flags | _OPEN, dir_fd=self.fd)
+        except OSError as error:
+            info = self.lstat(name) if error.errno in _NOT_A_REGULAR_FILE else None
+            if info is None:
+                raise
+            raise ForeignEntry(f"{os.path.join(self.path, name)} is {describe(info)}") from None
         try:
             info = os.fstat(fd)
             if not is_own(info):
