@@ -4,6 +4,9 @@ import json
 import logging
 import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +119,16 @@ def test_readings_hold_null_for_nan_and_infinity(mp_context, transport, tmp_path
     run_until_stop(mp_context, transport, settings)
     assert (tmp_path / "readings.jsonl").read_text() == '{"value":null,"extra":{"peaks":[1.5,null,null]}}\n'
     assert log_lines(settings)[1] == "sensor:t   app.worker INFO     t read nan C"
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "in-proc"])
+def test_a_folder_that_cannot_be_created_is_one_line_and_exit_2(tmp_path, where):
+    (tmp_path / "file").write_text("")
+    folder = tmp_path / "file" / "logs" if where == "under-a-file" else Path("/proc/edgesense-logs")
+    script = ("import sys; from pathlib import Path; from logging_setup import LogSettings, LogTransport, run_listener; "
+              f"run_listener(LogTransport.create().receiver, LogSettings(dir=Path({str(folder)!r})))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT)
+
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"edgesense: cannot use the log folder {folder}: ")
