@@ -61,6 +61,12 @@ def _escaped_character(found):
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def escape_name(text):
+    """``escape(text)`` with its spaces as ``\\x20`` too: a process, logger or
+    level name is one field of the line, which readers split at spaces."""
+    return escape(text).replace(" ", "\\x20")
+
+
 def continuation_lines(text):
     """The lines of a traceback (or stack) text, each escaped and marked."""
     return [CONTINUATION_MARK + escape(line) for line in text.split("\n")]
@@ -75,7 +81,7 @@ class OneLineFormatter(logging.Formatter):
         record.message = escape(record.getMessage())
         for name in ("name", "processName", "levelname"):
             value = str(getattr(record, name, ""))
-            setattr(record, name, escape(value))
+            setattr(record, name, escape_name(value))
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
         lines = [self.formatMessage(record)]
