@@ -229,15 +229,15 @@ def cmd_logs(args):
         return ExitStatus.FAILURE
     record_filter = RecordFilter(sensor=args.sensor, level=args.level, readings=args.readings)
     try:
-        show_logs(directory, count=args.lines, record_filter=record_filter,
-                  follow=args.follow, out=sys.stdout)
+        readable = show_logs(directory, count=args.lines, record_filter=record_filter,
+                             follow=args.follow, out=sys.stdout, err=sys.stderr)
     except OSError as error:
         if isinstance(error, BrokenPipeError):
             raise
         print(f"edgesense: cannot read {error.filename or directory}: {error.strerror or error}",
               file=sys.stderr)
         return ExitStatus.FAILURE
-    return ExitStatus.OK
+    return ExitStatus.OK if readable else ExitStatus.FAILURE
 
 
 def _silence_stdout():
