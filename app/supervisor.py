@@ -23,14 +23,15 @@ import time
 from multiprocessing import connection, forkserver, resource_tracker
 
 from app.config import ConfigError, load_config
+from app.heartbeat import Heartbeat
 from app.notify import Notifier
 from app.process import ALIVE, ManagedSensor, describe_exit
 from app.statefile import write_state
 from app.states import SensorState
-from app.worker import Heartbeat, run_worker
+from app.worker import run_worker
 from logging_setup import LogTransport, configure_process, run_listener
 from logging_setup.signals import TREE_SIGNALS
-from sensors import registry
+from sensors import pins, registry
 
 logger = logging.getLogger(__name__)
 
@@ -652,7 +653,7 @@ def _keep_start_method(new, old):
 
 
 def _pins(sensor):
-    return set(registry.pins_of(sensor.type, sensor.options))
+    return set(pins.pins_of(sensor.type, sensor.options))
 
 
 def _names(names):

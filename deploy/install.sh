@@ -98,6 +98,7 @@ fi
 ON_HOST=$([ -z "$ROOT" ] && echo yes || echo no)
 CHANGED=no
 FRESH_VENV=no
+STAGE=
 
 # --- install steps -----------------------------------------------------------
 
@@ -141,18 +142,7 @@ pip_from_sources() {
     fi
 }
 
-# Content digest of a wheel, blind to the zip's timestamps: the same source
-# gives the same digest, so a second run can tell there is nothing to do.
-wheel_digest() {
-    "$PYTHON" - "$1" <<'EOF'
-import hashlib, sys, zipfile
-digest = hashlib.sha256()
-with zipfile.ZipFile(sys.argv[1]) as wheel:
-    for name in sorted(wheel.namelist()):
-        digest.update(name.encode() + b"\0" + wheel.read(name) + b"\0")
-print(digest.hexdigest())
-EOF
-}
+installer() { "$PYTHON" "$HERE/installer.py" "$@"; }
 
 # pip builds a folder in place, and setuptools keeps what it built in build/
 # there: a module deleted since would come back from it. So the wheel is built
@@ -170,45 +160,50 @@ build_wheel() {
     printf '%s\n' "$1"
 }
 
-install_package() {
-    if [ -n "$WHEEL" ]; then
-        wheel=$WHEEL
-    else
-        wheel=$(build_wheel)
-    fi
-    stamp="$(wheel_digest "$wheel") $(basename "$wheel")"
-    if [ -f "$R$PREFIX/installed-wheel" ] && [ "$(cat "$R$PREFIX/installed-wheel")" = "$stamp" ]; then
-        say "package: kept $(basename "$wheel") (already installed)"
+# The wheel as a file of $WORK: pip records where a package came from, and an
+# image must not name the folder it was built in.
+fetch_wheel() {
+    if [ -z "$WHEEL" ]; then
+        build_wheel
         return
     fi
-    say "package: installing $(basename "$wheel") into $R$VENV"
+    mkdir "$WORK/wheel"
+    cp "$WHEEL" "$WORK/wheel/"
+    printf '%s\n' "$WORK/wheel/$(basename "$WHEEL")"
+}
+
+# The new package goes where the check sees it without replacing the installed
+# one: straight into a venv that holds none yet, else into a staging folder
+# that comes first on the check's PYTHONPATH.
+stage_package() {
+    STAMP="$(installer digest "$WHEEL_FILE") $(basename "$WHEEL_FILE")"
+    if [ -f "$R$PREFIX/installed-wheel" ]; then
+        if [ "$(cat "$R$PREFIX/installed-wheel")" = "$STAMP" ]; then
+            say "package: kept $(basename "$WHEEL_FILE") (already installed)"
+            return
+        fi
+        STAGE=$WORK/stage
+        pip_from_sources install --quiet --target "$STAGE" "$WHEEL_FILE" \
+            || die "pip could not install $WHEEL_FILE"
+    else
+        install_package
+    fi
+}
+
+install_package() {
+    say "package: installing $(basename "$WHEEL_FILE") into $R$VENV"
     if [ "$FRESH_VENV" = no ]; then
         rm -f "$R$PREFIX/installed-wheel"
         pip uninstall --quiet --yes edgesense
     fi
-    pip_from_sources install --quiet "$wheel" || die "pip could not install $wheel"
-    printf '%s\n' "$stamp" >"$R$PREFIX/installed-wheel"
+    pip_from_sources install --quiet "$WHEEL_FILE" || die "pip could not install $WHEEL_FILE"
+    printf '%s\n' "$STAMP" >"$R$PREFIX/installed-wheel"
     CHANGED=yes
 }
 
-# Relative paths in a config resolve against its folder, /etc/edgesense, which
-# the service cannot write (ProtectSystem=strict). A relative [logging] dir and
-# [supervisor] state_file (commented or not) become the service's directories.
-rewrite_paths() {
-    awk -v log_dir="$LOG_DIR" -v state_file="$STATE_FILE" '
-        /^[ \t]*\[/ { section = $0; gsub(/[ \t]/, "", section) }
-        section == "[logging]" && !dir_done && /^#? ?dir = ["'\''][^\/]/ {
-            print "dir = \"" log_dir "\""; dir_done = 1; next
-        }
-        section == "[supervisor]" && !state_done && /^#? ?state_file = ["'\''][^\/]/ {
-            print "state_file = \"" state_file "\""; state_done = 1; next
-        }
-        { print }
-    ' "$1"
-}
-
 example_config() {
-    packaged=$("$R$VENV/bin/python" -c 'from importlib.resources import files; print(files("app") / "config.example.toml")' 2>/dev/null || true)
+    packaged=$(PYTHONPATH=$STAGE "$R$VENV/bin/python" -P -c \
+        'from importlib.resources import files; print(files("app") / "config.example.toml")' 2>/dev/null || true)
     for candidate in "$packaged" "$HERE/config.example.toml"; do
         if [ -n "$candidate" ] && [ -f "$candidate" ]; then
             printf '%s\n' "$candidate"
@@ -218,32 +213,73 @@ example_config() {
     die "no example config in the package or beside $PROG: pass --config FILE"
 }
 
-install_config() {
+# Relative paths in a config resolve against its folder, /etc/edgesense, which
+# the service cannot write (ProtectSystem=strict). A relative or missing
+# [logging] dir and a relative [supervisor] state_file (commented or not)
+# become the service's directories; a config where that cannot be done line by
+# line is refused. The result is checked before it replaces anything.
+prepare_config() {
     target=$R$CONFIG
+    CANDIDATE=$target
     if [ -e "$target" ] && [ "$REPLACE_CONFIG" = no ]; then
         say "config: kept $target"
         return
     fi
     if [ -n "$CONFIG_SOURCE" ]; then
-        source=$CONFIG_SOURCE
+        CONFIG_FROM=$CONFIG_SOURCE
     else
-        source=$(example_config)
+        CONFIG_FROM=$(example_config) || exit 1
     fi
-    mkdir -p "$(dirname "$target")"
-    rewrite_paths "$source" >"$target.new"
-    if [ -e "$target" ] && cmp -s "$target.new" "$target"; then
-        rm "$target.new"
-        say "config: kept $target (the same as $source)"
+    if ! problem=$(installer config "$CONFIG_FROM" "$LOG_DIR" "$STATE_FILE" 2>&1 >"$WORK/config.toml"); then
+        die "$problem"
+    fi
+    if [ -e "$target" ] && cmp -s "$WORK/config.toml" "$target"; then
+        say "config: kept $target (the same as $CONFIG_FROM)"
         return
     fi
+    CANDIDATE=$WORK/config.toml
+}
+
+# `edgesense check` of the config to install, by the package to install, with
+# the unit's and its drop-ins' Environment= (a custom type's PYTHONPATH).
+# Errors name the file they were found in.
+check_config() {
+    label=$CANDIDATE
+    [ "$CANDIDATE" = "$R$CONFIG" ] || label=$CONFIG_FROM
+    if output=$(installer service-env "$R" "$HERE/$UNIT" "$STAGE" -- \
+        "$R$VENV/bin/python" -P -m app check --config "$CANDIDATE" 2>&1); then
+        printf '%s\n' "$output" | relabel "$CANDIDATE" "$label"
+        return
+    fi
+    printf '%s\n' "$output" | relabel "$CANDIDATE" "$label" >&2
+    die "$label has errors (above): nothing was installed or replaced"
+}
+
+relabel() {
+    awk -v from="$1:" -v to="$2:" 'index($0, from) == 1 { $0 = to substr($0, length(from) + 1) } { print }'
+}
+
+install_config() {
+    [ "$CANDIDATE" = "$WORK/config.toml" ] || return 0
+    target=$R$CONFIG
+    mkdir -p "$(dirname "$target")"
     if [ -e "$target" ]; then
         cp -p "$target" "$target.old"
         say "config: replacing $target (the previous one is $target.old)"
     fi
-    say "config: writing $target from $source (a relative log dir or state file becomes $LOG_DIR or $STATE_FILE)"
+    say "config: writing $target from $CONFIG_FROM (a relative or missing log dir becomes $LOG_DIR, a relative state file $STATE_FILE)"
+    cp "$WORK/config.toml" "$target.new"
     chmod 0644 "$target.new"
     mv "$target.new" "$target"
     CHANGED=yes
+}
+
+# A venv names the folder it was made in; laid out under --root, it is made to
+# name its place on the image instead (scripts, pyvenv.cfg, bytecode).
+relocate_venv() {
+    [ -n "$R" ] || return 0
+    "$R$VENV/bin/python" -P "$HERE/installer.py" relocate "$R" "$VENV" \
+        || die "could not make $R$VENV name $VENV"
 }
 
 # Copies $1 to $2 unless $2 already has that content.
@@ -301,10 +337,6 @@ warn_without_lgpio() {
 start_service() {
     systemctl daemon-reload
     systemctl enable --quiet "$UNIT"
-    if ! "$VENV/bin/edgesense" check --config "$CONFIG"; then
-        say "$CONFIG has errors (above): fix them, then run: systemctl restart edgesense"
-        exit 1
-    fi
     if systemctl is-active --quiet "$UNIT"; then
         if [ "$CHANGED" = no ]; then
             say "service: running, unchanged"
@@ -350,8 +382,13 @@ do_install() {
     WORK=$(mktemp -d)
     trap 'rm -rf "$WORK"' EXIT
     make_venv
-    install_package
+    WHEEL_FILE=$(fetch_wheel) || exit 1
+    stage_package
+    prepare_config
+    check_config
+    [ -z "$STAGE" ] || install_package
     install_config
+    relocate_venv
     install_file "$HERE/sysusers.d/edgesense.conf" "$R$SYSUSERS" user
     install_file "$HERE/$UNIT" "$R$UNIT_DIR/$UNIT" unit
     install_command_link

@@ -1,6 +1,8 @@
 """One supervised sensor's state machine, driven by a hand-written process
 stand-in and an injected clock."""
 
+import dataclasses
+
 import pytest
 
 from app.config import SensorConfig, SupervisorSettings
@@ -126,10 +128,12 @@ def crash_and_restart(managed, clock, times):
     return delays
 
 
-def test_running_to_backoff_with_doubling_delays_capped(managed, clock):
+def test_running_to_backoff_with_doubling_delays_capped(clock):
+    policy = dataclasses.replace(POLICY, max_restarts=10)  # room to reach the cap before failed
+    managed = ManagedSensor(SensorConfig(name="door", type="button", interval=1.0), policy, now=clock)
     start(managed, 10)
-    assert crash_and_restart(managed, clock, 3) == [1.0, 2.0, 4.0]
-    assert managed.restarts == 3
+    assert crash_and_restart(managed, clock, 6) == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert managed.restarts == 6
 
 
 def test_backoff_to_failed_after_burst(managed, clock):
@@ -219,7 +223,14 @@ def test_sleeping_worker_is_not_hung(managed, clock):
     assert not managed.process.terminated
 
 
-@pytest.mark.parametrize("code, text", [(0, "exit status 0"), (3, "exit status 3"), (-9, "signal SIGKILL"),
-                                        (-15, "signal SIGTERM"), (None, "still running")])
-def test_describe_exit(code, text):
+@pytest.mark.parametrize("code, text", [
+    (0, "stopped (exit 0)"), (1, "crashed (exit 1)"), (3, "could not be built (exit 3)"),
+    (4, "too many failed reads (exit 4)"), (5, "orphaned: the supervisor died during a read (exit 5)"),
+    (2, "exit status 2"), (255, "exit status 255"), (-9, "signal SIGKILL"), (-15, "signal SIGTERM"),
+    (None, "still running")])
+def test_describe_exit_says_what_a_worker_exit_means(code, text):
     assert describe_exit(code) == text
+
+
+def test_describe_exit_of_a_hung_worker_names_read_timeout():
+    assert describe_exit(-9, hung=True) == "hung in read(): killed after read_timeout"

@@ -10,7 +10,10 @@ import math
 import pytest
 
 from app.config import SensorConfig
-from app.worker import Heartbeat, ReadScheduler, WorkerExit, serve
+from app.heartbeat import Heartbeat
+from app.read_scheduler import ReadScheduler
+from app.worker_exit import WorkerExit
+from app.worker_loop import serve
 from sensors.base import Reading, Sensor
 
 HOUR = 3600.0
@@ -241,7 +244,7 @@ def test_loop_sleeps_until_the_next_read_and_no_shorter():
     assert wait.timeouts == pytest.approx([1.25] * 3, abs=TOLERANCE)
 
 
-def test_heartbeat_records_the_read_and_the_next_one():
+def test_heartbeat_records_the_last_read():
     clock = FakeClock()
     sensor = ScriptedSensor(clock, duration=0.25)
     _, heartbeat, _ = run(sensor, clock, end=2.5)
@@ -249,7 +252,6 @@ def test_heartbeat_records_the_read_and_the_next_one():
     assert heartbeat.read_started == pytest.approx(start + 2)
     assert heartbeat.read_ended == pytest.approx(start + 2.25)
     assert not heartbeat.reading
-    assert heartbeat.next_read == pytest.approx(start + 3)
     assert heartbeat.tick == pytest.approx(start + 2.25)
     assert heartbeat.last_reading_time == pytest.approx(clock.wall - 0.75)
 
@@ -268,18 +270,6 @@ def test_scheduler_is_a_schedule_scheduler_with_its_own_jobs():
     first.add(1.0, lambda: None)
     assert len(first.jobs) == 1 and second.jobs == []
     assert first.idle_seconds == 0.0
-
-
-def test_open_pin_factory_by_name():
-    from gpiozero.pins.mock import MockFactory
-
-    from app.worker import open_pin_factory
-    assert open_pin_factory(None) is None
-    factory = open_pin_factory("MOCK")
-    assert isinstance(factory, MockFactory)
-    factory.close()
-    with pytest.raises(ValueError, match=r"unknown pin factory 'gpio' \(known: .*mock"):
-        open_pin_factory("gpio")
 
 
 def test_a_zero_interval_is_refused():
