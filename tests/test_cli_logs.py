@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import edgesense_command, edgesense_environment, edgesense_in_process
+from helpers import edgesense, edgesense_command, edgesense_environment, edgesense_in_process
 
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
 
@@ -217,7 +217,7 @@ def test_a_folder_or_a_link_at_a_rotated_name_is_skipped_with_a_note(log_dir, tm
     os.symlink(tmp_path / "secret", log_dir / "edgesense.log.0")
     os.symlink(tmp_path / "secret", log_dir / "edgesense.log.6")
 
-    result = edgesense("logs", "-n", "100", cwd=log_dir.parent)
+    result = edgesense_in_process("logs", "-n", "100", cwd=log_dir.parent)
 
     assert result.returncode == 0, result.stderr
     assert numbers_of(result.stdout) == list(range(1, 41))
@@ -242,7 +242,7 @@ def bad_crc(data):
 def test_a_damaged_archive_shows_what_is_readable_names_the_file_and_fails(log_dir, damage):
     (log_dir / "edgesense.log.2.gz").write_bytes(damage(records(range(11, 2000)).encode()))
 
-    result = edgesense("logs", "-n", "5000", cwd=log_dir.parent)
+    result = edgesense_in_process("logs", "-n", "5000", cwd=log_dir.parent)
 
     assert result.returncode == 1
     [note] = result.stderr.splitlines()
@@ -258,8 +258,8 @@ def test_records_split_on_newline_only_and_reach_the_terminal_escaped(log_dir):
     (log_dir / "edgesense.log").write_bytes(
         (line(41) + "\r" + line(42, process="sensor:door") + "\u2028" + line(43) + "\x1b[2J\n").encode())
 
-    result = edgesense("logs", "-n", "2", cwd=log_dir.parent)
-    door = edgesense("logs", "--sensor", "door", cwd=log_dir.parent)
+    result = edgesense_in_process("logs", "-n", "2", cwd=log_dir.parent)
+    door = edgesense_in_process("logs", "--sensor", "door", cwd=log_dir.parent)
 
     assert result.stdout.split("\n") == [line(30), line(41) + "\\r" + line(42, process="sensor:door")
                                          + "\\u2028" + line(43) + "\\x1b[2J", ""]
