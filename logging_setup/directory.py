@@ -97,6 +97,7 @@ class LiveFile:
             self._reopen()
         lines, self._pending = self._pending, []
         if self._fd is None:
+            self.size -= sum(map(len, lines))
             self._lose(len(lines))
             return
         self._write_lines(lines)
@@ -263,7 +264,6 @@ class LogDirectory:
         """The live file ``name``, created if missing. Resolves what a crash
         or a power cut left behind: temporary files, a live file still
         linked as its newest rotated file, a torn last line."""
-        self._live[name] = None
         self._remove_leftovers(name)
         self._unlink_live_if_rotated(name)
         live = LiveFile(self, name)
@@ -326,7 +326,8 @@ class LogDirectory:
 
     def rotate(self, live, compress=None):
         """Make ``live``'s content the newest rotated file and start it afresh.
-        Returns False when the rotation failed (reported once per episode)."""
+        Returns False when nothing was rotated (a failure is reported once
+        per episode)."""
         live.flush()
         try:
             rotated = self._rotate(live)
@@ -337,7 +338,7 @@ class LogDirectory:
             return False
         self._rotation_failing = False
         if rotated is None:
-            return True
+            return False
         self._rotated.append(rotated)
         self._rotated_bytes += rotated.size
         if self.compress if compress is None else compress:

@@ -298,3 +298,21 @@ def test_a_disk_full_of_nothing_of_its_own_drops_and_reports_once(small_tmpfs):
     assert [report.split(": ")[1] for report in reports] == ["cannot write " + str(small_tmpfs / "edgesense.log"),
                                                             "writing " + str(small_tmpfs / "edgesense.log")
                                                             + " again; 200 records were lost meanwhile"]
+
+
+def test_a_live_name_held_by_a_foreign_entry_drops_its_lines_without_end(folder, victim):
+    """Lines for a file that cannot be opened never count as written, so
+    neither rotation nor the budget waits on them."""
+    os.symlink(victim, folder / "edgesense.log")
+    reports = []
+    directory = LogDirectory(folder, 1000, 5000, report=reports.append)
+    live = directory.open_live("edgesense.log")
+    for start in range(0, 500, 10):
+        write(live, numbered_lines(10, start=start))
+    os.unlink(folder / "edgesense.log")
+    time.sleep(1.05)  # a foreign live name is looked at again a second later
+    write(live, numbered_lines(1, start=500))
+
+    assert file_lines(folder / "edgesense.log") == numbered_lines(1, start=500)
+    assert victim.read_bytes() == b"precious\n"
+    assert reports[1:] == [f"edgesense: writing {folder / 'edgesense.log'} again; 500 records were lost meanwhile"]
