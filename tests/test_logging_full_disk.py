@@ -7,11 +7,8 @@ import logging
 import os
 import re
 import resource
-import subprocess
 import sys
 import time
-
-import pytest
 
 from helpers import wait_for
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
@@ -35,18 +32,6 @@ def timed_writer(sender, label, count, duration):
     for number in range(count):
         log.info("%s record %d", label, number)
     duration.value = time.monotonic() - started
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    mount_point = tmp_path / "logs"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here; the file-size-limit variant covers the failure")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 class Tree:
