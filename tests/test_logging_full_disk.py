@@ -10,7 +10,7 @@ import resource
 import sys
 import time
 
-from helpers import wait_for
+from helpers import fill_disk, wait_for
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
 from logging_setup.directory import RESCAN_SECONDS
 
@@ -66,17 +66,6 @@ class Tree:
         return [line.split("INFO     ", 1)[1] for line in text.splitlines() if f" {label} record " in line]
 
 
-def fill(directory):
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def assert_one_episode_reported(tree, lost):
     log_path = tree.settings.dir / "edgesense.log"
     lines = tree.stderr().splitlines()
@@ -90,7 +79,7 @@ def test_full_tmpfs(mp_context, small_tmpfs, tmp_path):
         tree = Tree(mp_context, transport, settings, tmp_path / "stderr")
         assert tree.write("before", 50) < WAIT
         wait_for(lambda: len(tree.logged("before")) == 50, WAIT, what="the records before")
-        fill(small_tmpfs)
+        fill_disk(small_tmpfs)
         assert tree.write("full", 300) < 5.0  # not stalled: the listener keeps draining
         wait_for(lambda: "cannot write" in tree.stderr(), WAIT, what="the report")
         os.unlink(small_tmpfs / "filler")

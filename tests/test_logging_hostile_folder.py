@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from helpers import fill_disk
 from logging_setup.directory import LogDirectory
 from logging_setup.folder import FILE_MODE, FOLDER_MODE
 
@@ -274,14 +275,7 @@ def test_a_disk_full_of_nothing_of_its_own_drops_and_reports_once(small_disk):
     reports = []
     directory = LogDirectory(small_disk, 16384, 100 * 1024 * 1024, compress=False, report=reports.append)
     live = directory.open_live("edgesense.log")
-    filler = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while os.write(filler, b"x" * 65536):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(filler)
+    fill_disk(small_disk)
     for start in range(0, 200, 10):
         write(live, numbered_lines(10, start=start))
     os.unlink(small_disk / "filler")
