@@ -2,13 +2,10 @@
 
 ``load_config(path)`` reads a file and returns a ``Config`` or raises
 ``ConfigError`` with every problem found, one line each, in the form
-``<file>: <key path>: <what is wrong>``. Validation never creates anything:
-an unwritable log directory is found by looking at its nearest existing
-ancestor.
+``<file>: <key path>: <what is wrong>``. Validation never creates anything
+(the folder checks are in ``app.paths``).
 """
 
-import difflib
-import json
 import math
 import os
 import re
@@ -17,8 +14,11 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from app.statefile import with_room_for_state_file
 from logging_setup import LogSettings
+from app.paths import check_state_file, check_writable
 from sensors import registry
+from sensors.problems import describe, did_you_mean, render
 
 START_METHODS = ("fork", "forkserver", "spawn")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -150,7 +150,7 @@ class Key:
         if self.kind is NUMBER and not _is_finite(value):
             return f"{render(value)} is not a finite number; expected {self.allowed()}"
         if self.choices and _normalize_choice(self, value) not in self.choices:
-            hint = _did_you_mean(str(value), self.choices)
+            hint = did_you_mean(str(value), self.choices)
             return f"{render(value)} is not allowed; expected {self.allowed()}{hint}"
         if self.minimum is not None:
             too_small = value < self.minimum if self.minimum_inclusive else value <= self.minimum
@@ -255,44 +255,6 @@ SECTIONS = {
 keys belong to the sensor type."""
 
 REQUIRED_SENSOR_KEYS = ("name", "type", "interval")
-
-
-# --- Rendering values in messages ---
-
-
-def render(value):
-    """A value as it was written in TOML, for messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (dict, list)):
-        return describe(value)
-    return str(value)
-
-
-def describe(value):
-    """The TOML type of a value, in words."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return f"a {type(value).__name__}"
-
-
-def _did_you_mean(word, candidates):
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
 
 
 # --- Reading the file ---
@@ -409,17 +371,18 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True):
     problems = _Problems(source)
     for section in data:
         if section not in SECTIONS:
-            problems.add(section, "unknown section" + _did_you_mean(section, list(SECTIONS))
+            problems.add(section, "unknown section" + did_you_mean(section, list(SECTIONS))
                          + f" (allowed: {', '.join(SECTIONS)})")
     log_settings = _log_settings(_section(data, "logging", problems), base_dir, problems)
     supervisor_values = _section(data, "supervisor", problems)
     supervisor = _supervisor_settings(supervisor_values, base_dir, log_settings, problems)
+    log_settings = with_room_for_state_file(log_settings, supervisor.state_file)
     gpio = GpioSettings(**_section(data, "gpio", problems))
     sensors = _sensors(data.get("sensor"), problems)
     if check_paths:
-        _check_writable(log_settings.dir, "logging.dir", problems)
+        check_writable(log_settings.dir, "logging.dir", problems)
         if supervisor_values["state_file"] is not None:
-            _check_state_file(supervisor.state_file, problems)
+            check_state_file(supervisor.state_file, problems)
     if problems.lines:
         raise ConfigError(problems.lines)
     return Config(path=path, logging=log_settings, supervisor=supervisor, gpio=gpio,
@@ -447,7 +410,7 @@ def _check_keys(table, keys, key_path, problems, *, unknown_ok=False):
         key = by_name.get(name)
         if key is None:
             if not unknown_ok:
-                problems.add(f"{key_path}.{name}", "unknown key" + _did_you_mean(name, list(by_name))
+                problems.add(f"{key_path}.{name}", "unknown key" + did_you_mean(name, list(by_name))
                              + f" (allowed: {', '.join(by_name)})")
             continue
         problem = key.problem(value)
@@ -595,7 +558,7 @@ def _check_misspelt_common_keys(options, key_path, problems):
     looks like a misspelt common key (``tpye``, ``intreval``) is one."""
     common = [key.name for key in SENSOR_KEYS]
     for option in options:
-        hint = _did_you_mean(option, common)
+        hint = did_you_mean(option, common)
         if hint:
             problems.add(f"{key_path}.{option}", "unknown key" + hint)
 
@@ -605,7 +568,7 @@ def _common_key_hint(option, message):
     key of its own: point at the common key."""
     if "unknown" not in message or "did you mean" in message:
         return ""
-    return _did_you_mean(option, [key.name for key in SENSOR_KEYS])
+    return did_you_mean(option, [key.name for key in SENSOR_KEYS])
 
 
 def _check_pins(type_name, options, key_path, pin_owners, problems):
@@ -652,56 +615,6 @@ def _pin_problem(value):
     if isinstance(value, str) and is_gpio_pin(value.strip().upper()):
         message += f"; did you mean {render(value.strip().upper())}?"
     return message
-
-
-# --- Paths ---
-
-
-def _nearest_existing(path):
-    """``path`` or its nearest ancestor that exists."""
-    probe = path
-    while True:
-        try:
-            if probe.exists() or probe.parent == probe:
-                return probe
-        except OSError:
-            return probe
-        probe = probe.parent
-
-
-def _check_writable(directory, key_path, problems):
-    """The folder exists and is writable, or could be created."""
-    reason = _unwritable_reason(directory)
-    if reason:
-        problems.add(key_path, f"{render(str(directory))} {reason}")
-
-
-def _check_state_file(state_file, problems):
-    if state_file.is_dir():
-        problems.add("supervisor.state_file", f"{render(str(state_file))} is a folder; "
-                                              "expected a file path")
-        return
-    reason = _unwritable_reason(state_file.parent)
-    if reason:
-        problems.add("supervisor.state_file", f"{render(str(state_file))} cannot be written: "
-                                              f"its folder {reason}")
-
-
-def _unwritable_reason(directory):
-    """Why files cannot be written in ``directory`` (without creating it),
-    or None."""
-    existing = _nearest_existing(directory)
-    if existing == directory:
-        if not directory.is_dir():
-            return "exists and is not a folder"
-        if not os.access(directory, os.W_OK | os.X_OK):
-            return "is not writable"
-        return None
-    if not existing.is_dir():
-        return f"cannot be created: {existing} is not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"cannot be created: {existing} is not writable"
-    return None
 
 
 # --- Lookup ---

@@ -11,20 +11,13 @@ import gzip
 import json
 import logging
 import os
-import re
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-LOG_FILE = "edgesense.log"
-READINGS_FILE = "readings.jsonl"
-
-RECORD_START = re.compile(
-    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<process>\S+) +(?P<logger>\S+) (?P<level>[A-Z]+) "
-)
-"""The first line of a record in edgesense.log; the lines that do not match
-(a traceback) belong to the record above them."""
+from logging_setup.formats import RECORD_START
+from logging_setup.names import LOG_FILE_NAME, READINGS_FILE_NAME, parse_rotated
 
 FOLLOW_POLL_SECONDS = 0.25
 
@@ -72,12 +65,11 @@ def _level_number(name):
 def log_files(directory, base):
     """The files of ``base`` in ``directory``, oldest first, live file last."""
     directory = Path(directory)
-    pattern = re.compile(re.escape(base) + r"\.(\d+)(\.gz)?")
     rotated = []
     for path in directory.iterdir():
-        found = pattern.fullmatch(path.name)
-        if found:
-            rotated.append((int(found[1]), path))
+        found = parse_rotated(path.name)
+        if found and found[0] == base:
+            rotated.append((found[1], path))
     files = [path for _number, path in sorted(rotated, reverse=True)]
     live = directory / base
     if live.exists():
@@ -181,7 +173,7 @@ class Follower:
 def show_logs(directory, *, count, record_filter, follow, out, sleep=time.sleep):
     """Print the last ``count`` matching records, then (``follow``) every new
     matching record until interrupted."""
-    base = READINGS_FILE if record_filter.readings else LOG_FILE
+    base = READINGS_FILE_NAME if record_filter.readings else LOG_FILE_NAME
     follower = Follower(Path(directory) / base)
     live_lines = None
     if follow and follower.open():

@@ -2,10 +2,10 @@
 
 import collections
 import logging
-import signal
 import time
 
 from app.states import SensorState
+from app.worker_exit import describe_exit
 
 logger = logging.getLogger(__name__)
 
@@ -18,18 +18,6 @@ makes it running, and only then can its next deadline be known."""
 
 HANG_KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL for a hung worker."""
-
-
-def describe_exit(exitcode):
-    """``exit status 3`` or ``signal SIGKILL`` for a process's exitcode."""
-    if exitcode is None:
-        return "still running"
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit status {exitcode}"
 
 
 ALIVE = (SensorState.STARTING, SensorState.RUNNING)

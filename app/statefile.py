@@ -1,5 +1,6 @@
 """The small JSON state file that ``edgesense status`` reads."""
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -7,6 +8,19 @@ from pathlib import Path
 
 READABLE_BY_ALL = 0o644
 """``edgesense status`` runs as whoever logged in, not as the service's user."""
+
+STATE_FILE_RESERVE = 4096
+"""Bytes of the log folder's budget kept for the state file when it is
+written there, whether it exists yet or not."""
+
+
+def with_room_for_state_file(log_settings, state_file):
+    """``log_settings`` whose budget keeps room for ``state_file`` when it
+    lies in the log folder."""
+    if Path(state_file).parent != Path(log_settings.dir):
+        return log_settings
+    return dataclasses.replace(log_settings, reserved_file=Path(state_file).name,
+                               reserved_bytes=STATE_FILE_RESERVE)
 
 
 def write_state(path, state):
@@ -25,10 +39,3 @@ def write_state(path, state):
         os.unlink(temporary)
         raise
 
-
-def read_state(path):
-    """The state as written, or None when there is no state file."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return None

@@ -21,7 +21,8 @@ import os
 import time
 from pathlib import Path
 
-READINGS_FILE = "readings.jsonl"
+from logging_setup.names import READINGS_FILE_NAME
+
 READINGS_TAIL_BYTES = 16384
 """How much of the end of readings.jsonl ``status`` reads: the last reading
 of every sensor of a node is in it, and the file is never read whole."""
@@ -84,7 +85,7 @@ def latest_readings(log_dir, tail_bytes=READINGS_TAIL_BYTES):
     file. The supervisor refreshes the state file only every few seconds,
     the listener writes every reading as it comes."""
     try:
-        with open(Path(log_dir) / READINGS_FILE, "rb") as file:
+        with open(Path(log_dir) / READINGS_FILE_NAME, "rb") as file:
             start = max(0, file.seek(0, os.SEEK_END) - tail_bytes)
             file.seek(start)
             tail = file.read(tail_bytes)

@@ -23,12 +23,14 @@ import time
 from multiprocessing import connection, forkserver, resource_tracker
 
 from app.config import ConfigError, load_config
+from app.heartbeat import Heartbeat
 from app.notify import Notifier
 from app.process import ALIVE, ManagedSensor, describe_exit
 from app.statefile import write_state
 from app.states import SensorState
-from app.worker import Heartbeat, run_worker
+from app.worker import run_worker
 from logging_setup import LogTransport, configure_process, run_listener
+from logging_setup.signals import TREE_SIGNALS
 from sensors import registry
 
 logger = logging.getLogger(__name__)
@@ -62,9 +64,6 @@ STATE_REFRESH = 15.0
 """Seconds between state-file refreshes of the sensors' last readings."""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-TREE_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""What a terminal or ``systemctl kill`` sends to the whole process group.
-Children ignore them; the supervisor acts on them."""
 
 FORKSERVER_LOST_EXIT = 255
 """The exit code multiprocessing reports for every child of a fork server

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from app.config import SensorConfig
-from app.worker import Heartbeat, run_worker
+from app.heartbeat import Heartbeat
+from app.worker import run_worker
 from logging_setup import LogSettings, LogTransport, run_listener
 
 

@@ -3,8 +3,8 @@
 Rotated files are named after their live file: ``edgesense.log.1`` is the
 newest, ``.2`` older, and so on (``.N.gz`` when compressed). The budget covers
 every regular file in the directory: both live files, every rotated and
-temporary file, and ``STATE_FILE_RESERVE`` bytes for the supervisor's state
-file. The oldest rotated file goes first, whichever live file it came from.
+temporary file, and the room reserved for one file another process writes
+there (the supervisor's state file), whether it exists yet or not. The oldest rotated file goes first, whichever live file it came from.
 
 Sizes are counted here, not asked of the file system per record: the
 directory is scanned at start and after each rotation, and, while lines are
@@ -15,15 +15,12 @@ resumes by itself when other files make room.
 import errno
 import gzip
 import os
-import re
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 
-STATE_FILE_NAME = "edgesense.state.json"
-STATE_FILE_RESERVE = 4096
-"""Bytes kept free for the supervisor's state file, whether it exists yet or not."""
+from logging_setup.names import parse_rotated, rotated_name
 
 GZIP_LEVEL = 6
 """Nearly the ratio of level 9 at a fraction of its time on a small board."""
@@ -33,7 +30,6 @@ RESCAN_SECONDS = 1.0
 
 TEMP_SUFFIX = ".tmp"
 FRESH_SUFFIX = ".new"
-_ROTATED_NAME = re.compile(r"^(?P<live>.+)\.(?P<index>[0-9]+)(?P<gz>\.gz)?$")
 
 
 def gzip_bound(size):
@@ -52,8 +48,7 @@ class RotatedFile:
     mtime_ns: int
 
     def renamed(self, index):
-        suffix = ".gz" if self.compressed else ""
-        return os.path.join(os.path.dirname(self.path), f"{self.live_name}.{index}{suffix}")
+        return os.path.join(os.path.dirname(self.path), rotated_name(self.live_name, index, self.compressed))
 
 
 class LiveFile:
@@ -166,6 +161,8 @@ class LogDirectory:
     """Owns the live files of one directory and keeps the directory within
     ``max_total_bytes``. ``compressor(source, target)`` writes the
     compressed copy (``gzip_file`` unless a test passes another).
+    ``reserved`` is ``(name, bytes)``: a file of the directory that another
+    process writes, and the room kept for it.
 
     >>> import tempfile
     >>> directory = LogDirectory(tempfile.mkdtemp(), 1024, 8192, compress=True)
@@ -177,8 +174,10 @@ class LogDirectory:
     ['edgesense.log', 'edgesense.log.1.gz']
     """
 
-    def __init__(self, path, max_file_bytes, max_total_bytes, compress=True, report=None, compressor=None):
+    def __init__(self, path, max_file_bytes, max_total_bytes, compress=True, report=None, compressor=None,
+                 reserved=(None, 0)):
         self.path = os.fspath(path)
+        self._reserved_name, self._reserved_bytes = reserved
         self._compressor = compressor or gzip_file
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
@@ -344,18 +343,17 @@ class LogDirectory:
                 if entry.name in self._live or not entry.is_file(follow_symlinks=False):
                     continue
                 info = entry.stat(follow_symlinks=False)
-                match = _ROTATED_NAME.match(entry.name)
-                if match and match["live"] in self._live:
-                    rotated.append(RotatedFile(entry.path, match["live"], int(match["index"]),
-                                               bool(match["gz"]), info.st_size, info.st_mtime_ns))
-                elif entry.name == STATE_FILE_NAME:
+                match = parse_rotated(entry.name)
+                if match and match[0] in self._live:
+                    rotated.append(RotatedFile(entry.path, *match, info.st_size, info.st_mtime_ns))
+                elif entry.name == self._reserved_name:
                     state_bytes = info.st_size
                 else:
                     other_bytes += info.st_size
         self._rotated = rotated
         self._rotated_bytes = sum(file.size for file in rotated)
         self._foreign_bytes = other_bytes + state_bytes
-        self._other_bytes = other_bytes + max(state_bytes, STATE_FILE_RESERVE)
+        self._other_bytes = other_bytes + max(state_bytes, self._reserved_bytes)
         self._last_scan = time.monotonic()
 
     def _remove_leftovers(self, live_name):
@@ -370,13 +368,13 @@ class LogDirectory:
 
 
 def _is_temp_of(name, live_name):
-    match = _ROTATED_NAME.match(name.removesuffix(TEMP_SUFFIX))
-    return name.endswith(TEMP_SUFFIX) and match is not None and match["live"] == live_name
+    match = parse_rotated(name.removesuffix(TEMP_SUFFIX))
+    return name.endswith(TEMP_SUFFIX) and match is not None and match[0] == live_name
 
 
 def _is_plain_rotated_of(name, live_name):
-    match = _ROTATED_NAME.match(name)
-    return match is not None and match["live"] == live_name and not match["gz"]
+    match = parse_rotated(name)
+    return match is not None and match[0] == live_name and not match[2]
 
 
 def gzip_file(source, target):

@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 
 READING_ATTR = "reading"
@@ -12,6 +13,13 @@ listener also writes that dict as one JSON line to ``readings.jsonl``."""
 
 LOG_FORMAT = "%(asctime)s %(processName)-10s %(name)s %(levelname)-8s %(message)s"
 """The app log's line format (the article's)."""
+
+RECORD_START = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<process>\S+) +(?P<logger>\S+) (?P<level>[A-Z]+) "
+)
+"""The parser of ``LOG_FORMAT``: what starts a record's first line, with its
+process, logger and level. The lines that do not match (a traceback) belong
+to the record above them."""
 
 JOURNAL_FORMAT = "%(processName)s %(name)s %(levelname)s %(message)s"
 """Console format under journald: journald adds the timestamp itself."""

@@ -6,9 +6,6 @@ import logging
 
 from logging_setup.formats import LineFormatter, reading_line, reading_of
 
-LOG_FILE_NAME = "edgesense.log"
-READINGS_FILE_NAME = "readings.jsonl"
-
 
 class LogFileHandler(logging.Handler):
     """Writes every record to a live file (``directory.LiveFile``) in

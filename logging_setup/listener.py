@@ -4,14 +4,15 @@ import logging
 import logging.handlers
 import multiprocessing
 import select
-import signal
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from logging_setup.directory import LogDirectory
-from logging_setup.handlers import LOG_FILE_NAME, READINGS_FILE_NAME, LogFileHandler, ReadingsHandler
+from logging_setup.handlers import LogFileHandler, ReadingsHandler
+from logging_setup.names import LOG_FILE_NAME, READINGS_FILE_NAME
+from logging_setup.signals import ignore_tree_signals
 from logging_setup.formats import console_formatter
 from logging_setup.transport import MAX_DATAGRAM_BYTES, STOP_SENTINEL, decode_record
 
@@ -20,7 +21,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LogSettings:
-    """What the listener writes and where. Sizes in bytes."""
+    """What the listener writes and where. Sizes in bytes.
+
+    ``reserved_file`` names a file of ``dir`` that another process writes
+    (the supervisor's state file): the budget keeps ``reserved_bytes`` for
+    it, whether it exists yet or not."""
 
     dir: Path
     level: str = "INFO"
@@ -28,6 +33,8 @@ class LogSettings:
     max_total_bytes: int = 4 * 1024 * 1024
     compress: bool = True
     console: bool = True
+    reserved_file: str | None = None
+    reserved_bytes: int = 0
 
 
 def run_listener(receiver, settings):
@@ -40,7 +47,7 @@ def run_listener(receiver, settings):
     process dies the listener writes what is queued and returns, so it never
     lives on as an orphan.
     """
-    _ignore_stop_signals()
+    ignore_tree_signals()
     handlers = _install_handlers(settings)
     log.info("log listener started, writing to %s", settings.dir)
     try:
@@ -49,25 +56,13 @@ def run_listener(receiver, settings):
         _remove_handlers(handlers)
 
 
-TREE_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""What a terminal or ``systemctl kill`` sends to the whole process group;
-the supervisor orders stops and reloads, so the listener ignores them."""
-
-
-def _ignore_stop_signals():
-    """Ignore TREE_SIGNALS, then unblock them: the supervisor starts every
-    child with them blocked, so none arrives before it is ignored."""
-    for signum in TREE_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, TREE_SIGNALS)
-
-
 def _install_handlers(settings):
     """Replace whatever the process inherited with the output handlers. No
     QueueHandler stays reachable, so the listener never sends a record back
     into the transport (the article's infinite loop)."""
     _remove_inherited_handlers()
-    directory = LogDirectory(settings.dir, settings.max_file_bytes, settings.max_total_bytes, settings.compress)
+    directory = LogDirectory(settings.dir, settings.max_file_bytes, settings.max_total_bytes, settings.compress,
+                             reserved=(settings.reserved_file, settings.reserved_bytes))
     handlers = [
         LogFileHandler(directory.open_live(LOG_FILE_NAME)),
         ReadingsHandler(directory.open_live(READINGS_FILE_NAME)),

@@ -15,6 +15,7 @@ from app.config import (
     load_config,
 )
 from app.demo import demo_config
+from app.statefile import STATE_FILE_RESERVE
 from logging_setup import LogSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,7 @@ def test_example_config_gives_the_defaults(tmp_path):
     log_dir = tmp_path / "edgesense-logs"
     assert config == Config(
         path=tmp_path / "edgesense.toml",
-        logging=LogSettings(dir=log_dir),
+        logging=LogSettings(dir=log_dir, reserved_file=STATE_FILE_NAME, reserved_bytes=STATE_FILE_RESERVE),
         supervisor=SupervisorSettings(state_file=log_dir / STATE_FILE_NAME),
         gpio=GpioSettings(pin_factory=None),
         sensors=(SensorConfig("load", "load_average", 10.0),
@@ -204,3 +205,11 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + ONE_SENSOR.encode())
 
     assert [sensor.name for sensor in load_config(path).sensors] == ["load"]
+
+
+def test_the_log_budget_keeps_room_for_the_state_file_only_when_it_is_in_the_log_folder(tmp_path):
+    inside = load_config(write(tmp_path / "a.toml", ONE_SENSOR))
+    elsewhere = load_config(write(tmp_path / "b.toml", f'[supervisor]\nstate_file = "{tmp_path}/s.json"\n'
+                                  + ONE_SENSOR))
+    assert (inside.logging.reserved_file, inside.logging.reserved_bytes) == (STATE_FILE_NAME, STATE_FILE_RESERVE)
+    assert (elsewhere.logging.reserved_file, elsewhere.logging.reserved_bytes) == (None, 0)

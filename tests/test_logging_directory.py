@@ -8,10 +8,12 @@ import time
 
 import pytest
 
-from logging_setup.directory import RESCAN_SECONDS, STATE_FILE_RESERVE, LogDirectory, gzip_file
+from logging_setup.directory import RESCAN_SECONDS, LogDirectory, gzip_file
 
 
 LINE_BYTES = 50  # 20 lines fill a 1000-byte file
+STATE_FILE_RESERVE = 4096
+RESERVED = ("edgesense.state.json", STATE_FILE_RESERVE)
 
 
 def numbered_lines(count, start=0):
@@ -72,7 +74,7 @@ def test_rotated_files_are_numbered_newest_first(tmp_path, compress, suffix):
 
 def test_budget_deletes_the_oldest_rotated_files_of_either_kind(tmp_path):
     budget = 4 * 1000 + STATE_FILE_RESERVE + 500
-    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=budget, compress=False)
+    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=budget, compress=False, reserved=RESERVED)
     log = directory.open_live("edgesense.log")
     readings = directory.open_live("readings.jsonl")
     log_lines, reading_lines = numbered_lines(200), numbered_lines(200, start=1000)
@@ -107,7 +109,8 @@ def test_budget_holds_while_compressing(tmp_path):
         gzip_file(source, target)
         peaks.append(disk_bytes(tmp_path))
 
-    directory = LogDirectory(tmp_path, max_file_bytes=2000, max_total_bytes=budget, compressor=compress_and_measure)
+    directory = LogDirectory(tmp_path, max_file_bytes=2000, max_total_bytes=budget, compressor=compress_and_measure,
+                             reserved=RESERVED)
     live = directory.open_live("edgesense.log")
     noise = random.Random(7)
     for _ in range(1000):
@@ -142,7 +145,7 @@ def test_live_name_never_vanishes_and_keeps_growing_after_restart(tmp_path):
 def test_a_budget_under_twice_the_file_size_still_holds(tmp_path):
     """Config validation refuses such a budget; the directory copes anyway."""
     budget = 4000 + STATE_FILE_RESERVE
-    directory = LogDirectory(tmp_path, max_file_bytes=4000, max_total_bytes=budget)
+    directory = LogDirectory(tmp_path, max_file_bytes=4000, max_total_bytes=budget, reserved=RESERVED)
     log = directory.open_live("edgesense.log")
     readings = directory.open_live("readings.jsonl")
     for line in numbered_lines(400):

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
-from logging_setup.formats import JournalFormatter, console_formatter, stream_is_journal, syslog_priority
+from logging_setup.formats import (RECORD_START, JournalFormatter, LineFormatter, console_formatter,
+                                    stream_is_journal, syslog_priority)
 
 WAIT = 20.0
 
@@ -90,3 +91,12 @@ def test_listener_console_under_journald(mp_context, tmp_path):
         f"<6>log-listener logging_setup.listener INFO log listener started, writing to {settings.dir}",
         "<4>sensor:door sensors.gpio WARNING door open for 600 s",
     ]
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL])
+def test_record_start_parses_what_the_line_formatter_writes(level):
+    line = LineFormatter().format(record(level, "sensor=door value=1"))
+    found = RECORD_START.match(line)
+    assert (found["process"], found["logger"], found["level"]) == ("sensor:door", "sensors.gpio",
+                                                                    logging.getLevelName(level))
+    assert line[found.end():].lstrip() == "sensor=door value=1"

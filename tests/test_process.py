@@ -219,7 +219,14 @@ def test_sleeping_worker_is_not_hung(managed, clock):
     assert not managed.process.terminated
 
 
-@pytest.mark.parametrize("code, text", [(0, "exit status 0"), (3, "exit status 3"), (-9, "signal SIGKILL"),
-                                        (-15, "signal SIGTERM"), (None, "still running")])
-def test_describe_exit(code, text):
+@pytest.mark.parametrize("code, text", [
+    (0, "stopped (exit 0)"), (1, "crashed (exit 1)"), (3, "could not be built (exit 3)"),
+    (4, "too many failed reads (exit 4)"), (5, "orphaned: the supervisor died during a read (exit 5)"),
+    (2, "exit status 2"), (255, "exit status 255"), (-9, "signal SIGKILL"), (-15, "signal SIGTERM"),
+    (None, "still running")])
+def test_describe_exit_says_what_a_worker_exit_means(code, text):
     assert describe_exit(code) == text
+
+
+def test_describe_exit_of_a_hung_worker_names_read_timeout():
+    assert describe_exit(-9, hung=True) == "hung in read(): killed after read_timeout"

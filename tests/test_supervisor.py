@@ -96,9 +96,9 @@ def test_crash_on_every_start_backs_off_then_fails(make_tree):
     failed = tree.sensor_state("broken")
     assert failed["restarts"] == 4
     assert failed["next_retry"] > time.time() + 200
-    planned = [float(m) for m in re.findall(r"sensor broken: ended with exit status \d+; restart in ([\d.]+) s", tree.log_text())]
+    planned = [float(m) for m in re.findall(r"sensor broken: ended with could not be built \(exit 3\); restart in ([\d.]+) s", tree.log_text())]
     assert planned == pytest.approx([0.2, 0.4, 0.8, 0.8], abs=0.06)
-    assert len(tree.log_lines("sensor broken: ended with exit status")) == 5
+    assert len(tree.log_lines("sensor broken: ended with could not be built (exit 3)")) == 5
     assert len(tree.log_lines("marked failed, retry in 300 s")) == 1
     steady = [r["value"] for r in tree.readings("steady")]
     assert len(steady) >= 5 and contiguous(steady)

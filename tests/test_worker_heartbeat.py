@@ -2,7 +2,7 @@
 
 import math
 
-from app.worker import Heartbeat
+from app.heartbeat import Heartbeat
 
 
 def write_heartbeat(heartbeat):
@@ -29,5 +29,5 @@ def test_a_new_heartbeat_has_no_reading_yet():
     snapshot = Heartbeat.create().snapshot()
     assert math.isnan(snapshot.pop("last_value"))
     assert snapshot == {"tick": 0.0, "read_started": 0.0, "read_ended": 0.0,
-                        "next_read": 0.0, "last_reading_time": 0.0,
+                        "last_reading_time": 0.0,
                         "readings": 0, "failures": 0}

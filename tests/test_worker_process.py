@@ -17,7 +17,9 @@ from datetime import datetime
 import pytest
 
 from app.config import SensorConfig
-from app.worker import Heartbeat, WorkerExit, run_worker
+from app.heartbeat import Heartbeat
+from app.worker import run_worker
+from app.worker_exit import WorkerExit
 from logging_setup import LogSettings, LogTransport, run_listener
 
 WAIT = 15.0

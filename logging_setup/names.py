@@ -1,0 +1,41 @@
+"""The names of the files the listener writes, for writer and readers alike.
+
+Each live file keeps its name; its rotated copies are named after it:
+``edgesense.log.1`` is the newest, ``.2`` older, and so on, ``.N.gz`` once
+compressed. ``app.logview`` and ``app.statusview`` read by these names.
+"""
+
+import re
+
+LOG_FILE_NAME = "edgesense.log"
+"""The text log: every record in ``formats.LOG_FORMAT``."""
+
+READINGS_FILE_NAME = "readings.jsonl"
+"""One JSON object a line, one line per reading."""
+
+LIVE_FILE_NAMES = (LOG_FILE_NAME, READINGS_FILE_NAME)
+
+_ROTATED_NAME = re.compile(r"(?P<live>.+)\.(?P<index>[1-9][0-9]{0,8})(?P<gz>\.gz)?")
+
+
+def rotated_name(live_name, index, compressed=False):
+    """The name of ``live_name``'s rotated file number ``index``.
+
+    >>> rotated_name("edgesense.log", 3, compressed=True)
+    'edgesense.log.3.gz'
+    """
+    return f"{live_name}.{index}{'.gz' if compressed else ''}"
+
+
+def parse_rotated(name):
+    """``(live name, index, compressed)`` of a rotated file's name, else None.
+
+    >>> parse_rotated("readings.jsonl.12.gz")
+    ('readings.jsonl', 12, True)
+    >>> parse_rotated("edgesense.log.1.gz.tmp") is None
+    True
+    """
+    found = _ROTATED_NAME.fullmatch(name)
+    if found is None:
+        return None
+    return found["live"], int(found["index"]), found["gz"] is not None
