@@ -15,7 +15,10 @@ from pathlib import Path
 from app import demo
 from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config, load_paths,
                         paths_from_dict)
+from app.budget import budget_warnings
 from app.exit_status import ExitStatus
+from app.paths import ServiceUser, judgement_notes
+from app.service_unit import unit_for_config
 from app.logview import RecordFilter, show_logs
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
                             with_latest_readings)
@@ -140,9 +143,39 @@ def cmd_check(args):
         print("edgesense: no config file found (looked for $EDGESENSE_CONFIG, "
               f"{', '.join(SEARCH_PATHS)}); write one with `edgesense init`", file=sys.stderr)
         return ExitStatus.USAGE
-    config = load_config(path)
-    print("\n".join(summary(config)))
+    service_user = _service_user(path)
+    config = load_config(path, service_user=service_user)
+    print("\n".join(summary(config) + folder_notes(config, service_user)
+                    + [f"  {line}" for line in budget_warnings(config.logging, config.sensors)]))
     return ExitStatus.OK
+
+
+def _service_user(path):
+    """Who will write the config's folders when that is not this process:
+    the User= of the installed unit that runs this config, else (for a user
+    other than root) the owner of an existing log folder."""
+    unit = unit_for_config(path)
+    if unit is not None:
+        return ServiceUser.from_unit(unit)
+    try:
+        log_dir = load_paths(path).log_dir
+    except ConfigError:
+        return None  # load_config reports it with everything else
+    try:
+        if os.geteuid() != 0 and log_dir.is_dir() and log_dir.stat().st_uid != os.geteuid():
+            return ServiceUser.owner_of(log_dir)
+    except OSError:
+        pass
+    return None
+
+
+def folder_notes(config, service_user):
+    """For whom the folders were judged, and what could not be judged."""
+    if service_user is None:
+        return []
+    folders = [config.logging.dir, config.supervisor.state_file.parent]
+    return ([f"  folders judged for user {service_user.name} ({service_user.why})"]
+            + [f"  note: {note}" for note in judgement_notes(dict.fromkeys(folders), service_user)])
 
 
 def summary(config):

@@ -323,17 +323,19 @@ class _Problems:
         self.lines.append(f"{self.source}: {key_path}: {message}")
 
 
-def load_config(path, *, check_paths=True):
+def load_config(path, *, check_paths=True, service_user=None):
     """Read and validate a config file; raise ConfigError with all errors.
 
     Relative paths in the file resolve against the file's folder.
     ``check_paths=False`` skips the writability checks of the log folder and
-    the state file, for commands that only read them (``status``, ``logs``).
+    the state file, for commands that only read them (``status``, ``logs``);
+    ``service_user`` (an ``app.paths.ServiceUser``) judges them for that user
+    instead of this process.
     """
     data = read_toml(path)
     absolute = Path(path).absolute()
-    return config_from_dict(data, path=absolute, base_dir=absolute.parent,
-                            source=str(path), check_paths=check_paths)
+    return config_from_dict(data, path=absolute, base_dir=absolute.parent, source=str(path),
+                            check_paths=check_paths, service_user=service_user)
 
 
 @dataclass(frozen=True)
@@ -365,7 +367,7 @@ def paths_from_dict(data, *, base_dir, source):
     return ServicePaths(log_dir, state_file)
 
 
-def config_from_dict(data, *, path, base_dir, source, check_paths=True):
+def config_from_dict(data, *, path, base_dir, source, check_paths=True, service_user=None):
     """Validate parsed TOML ``data``; relative paths resolve against
     ``base_dir``; messages start with ``source``."""
     problems = _Problems(source)
@@ -380,9 +382,9 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True):
     gpio = GpioSettings(**_section(data, "gpio", problems))
     sensors = _sensors(data.get("sensor"), problems)
     if check_paths:
-        check_writable(log_settings.dir, "logging.dir", problems)
+        check_writable(log_settings.dir, "logging.dir", problems, service_user)
         if supervisor_values["state_file"] is not None:
-            check_state_file(supervisor.state_file, problems)
+            check_state_file(supervisor.state_file, problems, service_user)
     if problems.lines:
         raise ConfigError(problems.lines)
     return Config(path=path, logging=log_settings, supervisor=supervisor, gpio=gpio,
