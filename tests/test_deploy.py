@@ -352,6 +352,38 @@ def test_an_image_built_at_a_scratch_root_runs_at_slash(image_at_a_scratch_root,
     assert result.stderr == ""
 
 
+# What the first boot and the first start do on the card (systemd-sysusers, the
+# unit's LogsDirectory= and StateDirectory=), then an operator in the group
+# edgesense checks the config the way README's routine does.
+OPERATOR_CHECKS = """\
+systemd-sysusers >/dev/null 2>&1
+install -d -m 0750 -o edgesense -g edgesense /var/log/edgesense /var/lib/edgesense
+useradd --no-create-home --user-group pi-admin
+usermod -a -G edgesense pi-admin
+as_operator() { setpriv --reuid=pi-admin --regid=pi-admin --init-groups "$@"; }
+as_operator edgesense check && echo "check: exit 0"
+sed -i 's|^dir = .*|dir = "/srv/edgesense-logs"|' /etc/edgesense/config.toml
+as_operator edgesense check || echo "check: exit $?"
+"""
+
+
+@pytest.mark.skipif(not can_overlay() or not shutil.which("setpriv") or not shutil.which("systemd-sysusers"),
+                    reason="needs root, unshare(1), overlayfs, setpriv(1) and systemd-sysusers to boot the image")
+def test_an_operator_checks_the_installed_config_for_the_services_user(installed, tmp_path):
+    result = in_image(installed, OPERATOR_CHECKS, tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "/etc/edgesense/config.toml: OK"
+    assert "  folders judged for user edgesense (User= of /etc/systemd/system/edgesense.service)" in lines
+    assert "check: exit 0" in lines
+    assert lines[-1] == "check: exit 2"
+    assert result.stderr == (
+        '/etc/edgesense/config.toml: logging.dir: "/srv/edgesense-logs" is read-only for the service '
+        "(ProtectSystem=strict in its unit): add ReadWritePaths=/srv/edgesense-logs in a drop-in "
+        "(systemctl edit edgesense)\n")
+
+
 def test_default_config_is_the_packaged_example_with_service_paths(installed):
     example = PACKAGED_EXAMPLE.read_text().splitlines()
     written = (installed / CONFIG).read_text().splitlines()
