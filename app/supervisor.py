@@ -31,7 +31,7 @@ from app.states import SensorState
 from app.worker import run_worker
 from logging_setup import LogTransport, configure_process, run_listener
 from logging_setup.signals import TREE_SIGNALS
-from sensors import registry
+from sensors import pins, registry
 
 logger = logging.getLogger(__name__)
 
@@ -653,7 +653,7 @@ def _keep_start_method(new, old):
 
 
 def _pins(sensor):
-    return set(registry.pins_of(sensor.type, sensor.options))
+    return set(pins.pins_of(sensor.type, sensor.options))
 
 
 def _names(names):

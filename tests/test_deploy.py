@@ -954,7 +954,6 @@ def unit_command(key, config):
                     reason="needs root, unshare(1), setpriv(1) and nsenter(1) to rebuild the unit's sandbox")
 @pytest.mark.skipif(ctypes.util.find_library("seccomp") is None, reason="needs libseccomp for the filter")
 @needs_systemd_analyze
-@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
 def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed, start_method):
     base = open_folder()
     try:

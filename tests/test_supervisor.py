@@ -7,16 +7,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from running_tree import RunningTree, wait_for
-
-START_METHODS = ["fork", "forkserver", "spawn"]
-
+from helpers import edgesense_command, edgesense_environment, wait_for
+from running_tree import RunningTree, session_pids
 
 
 def sensor(name, kind, **keys):
@@ -31,11 +27,6 @@ def counter(name, interval=0.2):
 
 
 COUNTERS = counter("alpha") + counter("beta")
-
-
-@pytest.fixture(params=START_METHODS)
-def start_method(request):
-    return request.param
 
 
 @pytest.fixture
@@ -218,6 +209,7 @@ def test_systemd_notify_ready_status_watchdog_stopping(make_tree, tmp_path):
 
     receive_until(lambda m: m == "READY=1")
     ready_at = messages[-1][0]
+    receive_until(lambda m: m.startswith("STATUS=2/2 sensors running"))  # spawn may take a while
     receive_until(lambda m: False if time.monotonic() - ready_at < 1.0 else True)
     tree.signal(signal.SIGTERM)
     receive_until(lambda m: m == "STOPPING=1")
@@ -237,8 +229,10 @@ def test_state_file_follows_the_tree(make_tree):
     alpha, beta = tree.wait_running("alpha", "beta")
     state = tree.state()
     assert state["supervisor"]["pid"] == tree.pid
-    assert state["listener"] == {"pid": state["listener"]["pid"], "restarts": 0}
-    assert tree.process.pid in (state["supervisor"]["pid"],)
+    listener = state["listener"]["pid"]
+    assert state["listener"] == {"pid": listener, "restarts": 0}
+    assert listener not in (tree.pid, alpha["pid"], beta["pid"])
+    assert {listener, alpha["pid"], beta["pid"]} <= set(session_pids(tree.pid)), "live, in the tree"
     for entry in (alpha, beta):
         os.kill(entry["pid"], 0)
         assert entry["type"] == "sensorkit:Counter"
@@ -391,9 +385,7 @@ def test_a_dead_fork_server_cuts_off_its_children_which_are_killed_and_restarted
 
 
 def test_sighup_to_the_demo_changes_nothing(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "EDGESENSE_CONFIG"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    process = subprocess.Popen([sys.executable, "-m", "app", "run"], cwd=tmp_path, env=env,
+    process = subprocess.Popen(edgesense_command("run"), cwd=tmp_path, env=edgesense_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = tmp_path / "edgesense-logs" / "edgesense.log"
     try:
