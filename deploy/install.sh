@@ -110,6 +110,16 @@ check_python() {
         || die "$PYTHON cannot create a venv: apt install python3-venv"
 }
 
+# A venv laid out for an image runs on the image's Python: the same minor
+# version, or its site-packages are not found.
+check_image_python() {
+    [ -n "$R" ] && [ -L "$R/usr/bin/python3" ] || return 0
+    image=$(readlink "$R/usr/bin/python3")
+    ours=python$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    [ "${image##*/}" = "$ours" ] \
+        || die "the image's /usr/bin/python3 is ${image##*/} and $PYTHON is $ours: pass --python a ${image##*/}"
+}
+
 # The venv sees the system's site-packages so that it finds python3-lgpio from
 # apt: PyPI's lgpio has wheels for a few Python versions only and otherwise
 # builds from source (swig, a compiler and liblgpio-dev). Packages pip installs
@@ -375,6 +385,7 @@ check_inputs() {
     [ -z "$CONFIG_SOURCE" ] || [ -f "$CONFIG_SOURCE" ] || die "--config $CONFIG_SOURCE: no such file"
     [ "$REPLACE_CONFIG" = no ] || [ -n "$CONFIG_SOURCE" ] || die "--replace-config needs --config FILE"
     check_python
+    check_image_python
 }
 
 do_install() {

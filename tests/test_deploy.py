@@ -631,6 +631,20 @@ def test_a_missing_input_is_one_error_and_nothing_is_created(tmp_path, option, m
     assert list((tmp_path / "root").iterdir()) == []
 
 
+def test_an_image_with_another_python_version_is_refused(tmp_path, wheel, wheelhouse):
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/python3").symlink_to("python3.99")
+    ours = run([venv_python(), "-c", "import sys; print(\"python%d.%d\" % sys.version_info[:2])"]).stdout.strip()
+
+    result = install(root, "--wheel", wheel, "--wheelhouse", wheelhouse)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"install.sh: error: the image's /usr/bin/python3 is python3.99 and {venv_python()} "
+                             f"is {ours}: pass --python a python3.99\n")
+    assert sorted(path.name for path in root.rglob("*")) == ["bin", "python3", "usr"]
+
+
 def test_help_names_every_option():
     text = ok(run(["sh", INSTALL, "--help"])).stdout
     for option in ("--wheel", "--source", "--wheelhouse", "--config", "--python", "--operator",
