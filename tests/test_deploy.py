@@ -499,7 +499,7 @@ def test_a_config_that_fails_its_check_replaces_nothing(fresh_install, wheel, wh
     assert result.returncode == 1
     errors = result.stderr.splitlines()
     assert errors[0].startswith(f'{broken}: sensor "load".type: unknown sensor type')
-    assert errors[-1] == f"install.sh: error: {broken} has errors (above): nothing was installed or replaced"
+    assert errors[-1] == f"install.sh: error: {broken} has errors (above): nothing installed was replaced"
     assert tree(fresh_install) == before
 
 
