@@ -74,7 +74,7 @@ def check_writable(directory, key_path, problems, user=None):
 
 
 def check_state_file(state_file, problems, user=None):
-    if state_file.is_dir():
+    if os.path.isdir(state_file):
         problems.add("supervisor.state_file", f"{render(str(state_file))} is a folder; "
                                               "expected a file path")
         return
@@ -96,40 +96,45 @@ def judgement_notes(directories, user):
 
 
 def _nearest_existing(path):
-    """``path`` or its nearest ancestor that exists."""
+    """``path`` or its nearest ancestor that exists; OSError for a path no
+    file system takes (a name too long, a loop of links)."""
     probe = path
     while True:
         try:
-            if probe.exists() or probe.parent == probe:
-                return probe
-        except OSError:
+            os.stat(probe)
             return probe
+        except (FileNotFoundError, NotADirectoryError):
+            if probe.parent == probe:
+                return probe
         probe = probe.parent
 
 
 def _unwritable_reason(directory, user):
     """Why files cannot be written in ``directory`` (without creating it),
     or None."""
-    existing = _nearest_existing(directory)
-    creating = "" if existing == directory else "cannot be created: "
-    subject = "" if existing == directory else f"{existing} "
-    if not existing.is_dir():
-        return "exists and is not a folder" if existing == directory else f"{creating}{existing} is not a folder"
     if user is not None:
         if any(_within(directory, folder) for folder in user.own_dirs):
             return None
         if user.writable is not None and not any(_within(directory, folder) for folder in user.writable):
             return (f"is read-only for the service (ProtectSystem=strict in its unit): add "
                     f"ReadWritePaths={directory} in a drop-in (systemctl edit edgesense)")
+    try:
+        existing = _nearest_existing(directory)
+    except PermissionError as error:
+        return None if user is not None else f"cannot be used: {error.strerror}"  # a note for the user
+    except OSError as error:
+        return f"cannot be used: {error.strerror}"
+    creating = "" if existing == directory else "cannot be created: "
+    subject = "" if existing == directory else f"{existing} "
+    if not existing.is_dir():
+        return "exists and is not a folder" if existing == directory else f"{creating}{existing} is not a folder"
     if _read_only(existing):
         return f"{creating}{subject}is on a read-only file system"
     ids = user.ids() if user is not None else None
-    if ids is not None and ids[0] != os.geteuid():
-        if _cannot_judge(directory, user) or _may_write(existing, *ids):
-            return None
+    if user is not None and (ids is None or ids[0] != os.geteuid()):
+        if ids is None or _cannot_judge(directory, user) or _may_write(existing, *ids):
+            return None  # judgement_notes says when it could not judge
         return f"{creating}{subject}is not writable for user {user.name} ({user.why})"
-    if user is not None and ids is None:
-        return None  # judgement_notes says so
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{creating}{subject}is not writable"
     return _probe(existing, creating + subject)
@@ -183,7 +188,10 @@ def _cannot_judge(directory, user):
     """Why the modes cannot tell whether ``user`` may write ``directory``, or None."""
     if user.ids() is None:
         return f"there is no user {user.name} here"
-    existing = _nearest_existing(directory)
+    try:
+        existing = _nearest_existing(directory)
+    except OSError as error:
+        return error.strerror
     for ancestor in [existing, *existing.parents]:
         try:
             ancestor.stat()

@@ -50,6 +50,7 @@ def can_unshare_mounts():
     ("/proc/edgesense-logs", '"/proc/edgesense-logs" cannot be created: /proc takes no new folders '
                              "(No such file or directory)"),
     ("/etc/hostname/logs", '"/etc/hostname/logs" cannot be created: /etc/hostname is not a folder'),
+    ("/tmp/" + "n" * 300, f'"/tmp/{"n" * 300}" cannot be used: File name too long'),
 ])
 def test_check_and_run_refuse_a_folder_that_cannot_be_created(tmp_path, log_dir, message):
     path = write_config(tmp_path, log_dir)
