@@ -30,6 +30,7 @@ def test_init_writes_a_config_that_check_accepts(tmp_path):
         "  2 sensors:",
         "    load  load_average  every 10 s",
         "    disk  disk_usage    every 60 s, warn above 90",
+        "  history: about 31 days of readings at the configured intervals (7 readings a minute)",
     ]
     assert sorted(os.listdir(tmp_path)) == ["edgesense.toml"]
 
