@@ -3,8 +3,9 @@ from a small persistent cursor of what the broker acknowledged.
 
 The readings file is already durable, ordered and inside the storage
 budget, so the backlog is not a second copy of it. A file is known by its
-*key*, a hash of its first line: rotation renames a file and compression
-rewrites it, but neither changes its content, so ``(key, offset, line)``
+*key*, a hash of its first line: rotation links a file under a new name
+and compression rewrites it, but neither changes its content, so
+``(key, offset, line)``
 names a reading wherever its file has gone. When the budget deletes a file
 before its readings were acknowledged, the readings it held are counted as
 lost.
@@ -27,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app.logview import log_files
+from app.logview import Notes, log_files
 from logging_setup.names import READINGS_FILE_NAME as READINGS_FILE, parse_rotated
 
 log = logging.getLogger(__name__)
@@ -183,45 +184,38 @@ LISTING_ATTEMPTS = 5
 backlog waits for the next look (at most a second later) to go on."""
 
 
-def open_readings_files(folder, previous=()):
+def open_readings_files(folder):
     """The readings files present now, oldest first, the live file last, one
     per key (a file linked under two names, or seen both plain and gzipped
     mid-compression, is one file); a file without a complete line yet has no
     key and is left out.
 
-    Returns the files, whether the listing is known whole (only then may
+    Returns the files and whether the listing is known whole: only then may
     reading go from one file to the next, or a file missing count as
-    deleted), and the names listed. A listing that a rotation ran through
-    could miss a file being renamed; it is whole when the folder read
+    deleted. A listing that a rotation or a compression ran through could
+    miss the file being linked or renamed; it is whole when the folder read
     twice gave the same names, every one still there when opened, with the
-    same live file throughout, and the rotated files numbered 1..N without
-    a gap, or, with a gap (a power cut in the middle of a rotation leaves
-    one), the same names as the ``previous`` listing."""
+    same live file throughout."""
     for attempt in range(LISTING_ATTEMPTS):
-        files, settled, names = _open_listed(folder)
-        settled = settled[0] and (settled[1] or names == list(previous))
+        files, settled = _open_listed(folder)
         if settled or attempt == LISTING_ATTEMPTS - 1:
-            return files, settled, names
+            return files, settled
         for opened in files.values():
             opened.close()
     raise AssertionError("unreachable")
 
 
 def _names(folder):
-    return [path.name for path in log_files(folder.path, READINGS_FILE)] if folder.path.is_dir() else []
-
-
-def _numbered_without_gap(names):
-    numbers = {parsed[1] for parsed in map(parse_rotated, names) if parsed is not None}
-    return numbers == set(range(1, len(numbers) + 1))
+    if not folder.path.is_dir():
+        return []
+    return [path.name for path in log_files(folder.path, READINGS_FILE, Notes())]
 
 
 def _open_listed(folder):
-    """The files of one listing, ``(steady, without gap)``, and the names of
-    the regular files listed."""
+    """The files of one listing, and whether it stayed steady."""
     before = folder.inode(READINGS_FILE)
     names = _names(folder)
-    files, steady, regular = OrderedDict(), True, []
+    files, steady = OrderedDict(), True
     for name in names:
         try:
             fd = folder.open(name, missing_ok=False)
@@ -230,17 +224,16 @@ def _open_listed(folder):
             continue
         if fd is None:
             continue
-        regular.append(name)
         rotated = parse_rotated(name)
         opened = ReadingsFile(fd, name, rotated is not None and rotated[2])
         if opened.key is not None and opened.key in files and name == READINGS_FILE:
-            files.pop(opened.key).close()  # the live file linked as .1 too: it is the live one
+            files.pop(opened.key).close()  # the live file linked as its rotated name too: it is the live one
         elif opened.key is None or opened.key in files:
             opened.close()
             continue
         files[opened.key] = opened
     steady = steady and _names(folder) == names and folder.inode(READINGS_FILE) == before
-    return files, (steady, _numbered_without_gap(regular)), regular
+    return files, steady
 
 
 def count_lines(readings_file, start=0):
@@ -350,7 +343,6 @@ class Backlog:
         self.read_at = self.state.acked
         self.files = OrderedDict()
         self.settled = False
-        self._listed = []
         self.known = OrderedDict((key, count) for key, count in self.state.counts.items())
         self._live = (None, None)
         self._live_count = (None, 0, 0)
@@ -365,7 +357,7 @@ class Backlog:
     def _relist(self):
         for opened in self.files.values():
             opened.close()
-        self.files, self.settled, self._listed = open_readings_files(self.folder, self._listed)
+        self.files, self.settled = open_readings_files(self.folder)
         live = next(reversed(self.files.values()), None)
         live = live if live is not None and live.name == READINGS_FILE else None
         self._live = (live.inode, live.key) if live is not None else (self.folder.inode(READINGS_FILE), None)

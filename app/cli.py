@@ -14,13 +14,17 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from app import demo
+from app.budget import budget_warnings
+from app.backlog import publisher_status
 from app.cli_environment import Environment
 from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config, load_paths,
                         paths_from_dict, read_toml)
+from app.config_file import absolute_path
 from app.exit_status import ExitStatus
-from app.backlog import publisher_status
 from app.logview import RecordFilter, same_sensor_name, sensor_names, show_logs
 from app.mqtt_settings import describe_mqtt
+from app.paths import ServiceUser, judgement_notes
+from app.service_unit import unit_for_config
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
                             with_latest_readings, with_publisher_status)
 from app.treelock import lock_path
@@ -205,12 +209,43 @@ def cmd_check(args, env):
         print("edgesense: no config file found (looked for $EDGESENSE_CONFIG, "
               f"{', '.join(SEARCH_PATHS)}); write one with `edgesense init`", file=env.stderr)
         return ExitStatus.USAGE
-    config = load_config(path, cwd=env.cwd)
+    service_user = _service_user(path, env)
+    config = load_config(path, cwd=env.cwd, service_user=service_user)
     gpio_warning = _gpio_warning(config)
     if gpio_warning:
         print(f"edgesense: warning: {gpio_warning}", file=env.stderr)
-    print("\n".join(summary(config, name=path)), file=env.stdout)
+    print("\n".join(summary(config, name=path) + folder_notes(config, service_user)
+                    + [f"  {line}" for line in budget_warnings(config.logging, config.sensors)]),
+          file=env.stdout)
     return ExitStatus.OK
+
+
+def _service_user(path, env):
+    """Who will write the config's folders when that is not this process:
+    the User= of the installed unit that runs this config, else (for a user
+    other than root) the owner of an existing log folder."""
+    unit = unit_for_config(absolute_path(path, env.cwd))
+    if unit is not None:
+        return ServiceUser.from_unit(unit)
+    try:
+        log_dir = load_paths(path, cwd=env.cwd).log_dir
+    except ConfigError:
+        return None  # load_config reports it with everything else
+    try:
+        if os.geteuid() != 0 and log_dir.is_dir() and log_dir.stat().st_uid != os.geteuid():
+            return ServiceUser.owner_of(log_dir)
+    except OSError:
+        pass
+    return None
+
+
+def folder_notes(config, service_user):
+    """For whom the folders were judged, and what could not be judged."""
+    if service_user is None:
+        return []
+    folders = [config.logging.dir, config.supervisor.state_file.parent]
+    return ([f"  folders judged for user {service_user.name} ({service_user.why})"]
+            + [f"  note: {note}" for note in judgement_notes(dict.fromkeys(folders), service_user)])
 
 
 def _gpio_warning(config):
@@ -320,15 +355,15 @@ def cmd_logs(args, env):
             print(f"edgesense: no log folder at {directory} "
                   "(edgesense has not run with this config yet)", file=env.stderr)
             return ExitStatus.FAILURE
-        show_logs(directory, count=args.lines, record_filter=record_filter,
-                  follow=args.follow, out=env.stdout)
+        readable = show_logs(directory, count=args.lines, record_filter=record_filter,
+                             follow=args.follow, out=env.stdout, err=env.stderr)
     except OSError as error:
         if isinstance(error, BrokenPipeError):
             raise
         print(f"edgesense: cannot read {error.filename or directory}: {error.strerror or error}",
               file=env.stderr)
         return ExitStatus.FAILURE
-    return ExitStatus.OK
+    return ExitStatus.OK if readable else ExitStatus.FAILURE
 
 
 def _unknown_sensor(args, env, directory, record_filter):

@@ -30,6 +30,7 @@ def test_init_writes_a_config_that_check_accepts(tmp_path):
         "  2 sensors:",
         "    load  load_average  every 10 s",
         "    disk  disk_usage    every 60 s, warn above 90",
+        "  history: about 31 days of readings at the configured intervals (7 readings a minute)",
     ]
     assert sorted(os.listdir(tmp_path)) == ["edgesense.toml"]
 
@@ -190,7 +191,9 @@ def test_check_prints_the_broker_and_the_topics_of_an_mqtt_table(tmp_path):
     result = edgesense_in_process("check", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-4:] == [
+    lines = result.stdout.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("  mqtt: "))
+    assert lines[start:start + 4] == [
         f"  mqtt: mqtts://hub.local:8883 as node shed, trusting {tmp_path / 'hub-ca.crt'}, keepalive 30 s",
         "    readings: edgesense/shed/<sensor>/reading (QoS 1); latest: edgesense/shed/<sensor>/state (retained)",
         "    availability: edgesense/shed/availability (retained, and the last will)",
