@@ -522,17 +522,20 @@ def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
 
 def test_a_listener_that_cannot_start_stops_the_tree_with_one_clear_line(make_tree):
     tree = make_tree(COUNTERS)
+    # Validation refuses a folder that cannot be created (/proc, a read-only
+    # mount); this one passes it, but the listener cannot open edgesense.log.
+    (tree.dir / "unusable-logs" / "edgesense.log").mkdir(parents=True)
     tree.config_path.write_text(
         tree.config_path.read_text()
-        .replace('dir = "logs"', 'dir = "/proc/edgesense-cannot-be-here"')
+        .replace('dir = "logs"', 'dir = "unusable-logs"')
         .replace("stop_timeout = 3", 'stop_timeout = 3\nstate_file = "state/state.json"'))
     tree.state_path = tree.dir / "state" / "state.json"
     tree.start()
     assert tree.wait_exit(60) == 1
     lines = tree.stderr_text().splitlines()
     reasons = [line for line in lines if re.fullmatch(
-        r"edgesense: log-listener \(pid \d+\): FileNotFoundError: \[Errno 2\] No such file or directory: "
-        r"'/proc/edgesense-cannot-be-here'", line)]
+        r"edgesense: log-listener \(pid \d+\): IsADirectoryError: \[Errno 21\] Is a directory: "
+        + re.escape(repr(str(tree.dir / "unusable-logs" / "edgesense.log"))), line)]
     assert len(reasons) == 5
     assert lines[-1] == ("edgesense: log listener cannot start: it ended within 1 s of its start 5 times in a "
                          "row (last: crashed (exit 1)); edgesense stops with exit status 1")
