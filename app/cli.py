@@ -350,15 +350,15 @@ def cmd_logs(args, env):
             print(f"edgesense: no log folder at {directory} "
                   "(edgesense has not run with this config yet)", file=env.stderr)
             return ExitStatus.FAILURE
-        show_logs(directory, count=args.lines, record_filter=record_filter,
-                  follow=args.follow, out=env.stdout)
+        readable = show_logs(directory, count=args.lines, record_filter=record_filter,
+                             follow=args.follow, out=env.stdout, err=env.stderr)
     except OSError as error:
         if isinstance(error, BrokenPipeError):
             raise
         print(f"edgesense: cannot read {error.filename or directory}: {error.strerror or error}",
               file=env.stderr)
         return ExitStatus.FAILURE
-    return ExitStatus.OK
+    return ExitStatus.OK if readable else ExitStatus.FAILURE
 
 
 def _unknown_sensor(args, env, directory, record_filter):
