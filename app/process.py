@@ -16,10 +16,13 @@ A new kind of child (the MQTT publisher) needs two things:
    the supervisor's launcher, so that the tree's signals stay blocked while
    it starts) and says how to ask it to stop.
 
-``ManagedChild(name, policy, launch)`` is then added to the supervisor's
-children; nothing else in the loop changes. ``ManagedSensor`` adds what only a
-sensor has: a heartbeat in shared memory, which tells when it is up and when
-it hangs.
+``ManagedChild(name, policy, launch)`` then joins the supervisor's
+``_stopped_before_listener()`` (so a stop asks it before the listener
+drains) and its ``summary()`` a key of ``state_document()``; the loop reaps,
+restarts, times, stops and logs it like every other child, and one that
+cannot start (``max_quick_exits``) stops the tree with exit status 1.
+``ManagedSensor`` adds what only a sensor has: a heartbeat in shared memory,
+which tells when it is up and when it hangs.
 """
 
 import collections

@@ -217,7 +217,12 @@ class Supervisor:
 
     def _children(self):
         """Every supervised child, the listener first."""
-        return [self.listener, *self.sensors.values(), *self.retiring]
+        return [self.listener, *self._stopped_before_listener()]
+
+    def _stopped_before_listener(self):
+        """The children a stop asks first; the listener drains once they
+        have all stopped. A new kind of child (the publisher) joins here."""
+        return [*self.sensors.values(), *self.retiring]
 
     def _set_phase(self, phase):
         assert (self.phase, phase) in SUPERVISOR_TRANSITIONS, (self.phase, phase)
@@ -279,8 +284,8 @@ class Supervisor:
         self._publish()
 
     def begin_stop(self, reason, exit_status=0):
-        """RUNNING -> STOPPING: ask every sensor to stop; the listener
-        stops after them (``_advance_stop``)."""
+        """RUNNING -> STOPPING: ask every child but the listener to stop;
+        the listener stops after them (``_advance_stop``)."""
         if self.phase is not SupervisorPhase.RUNNING:
             return
         self.exit_status = exit_status
@@ -289,14 +294,14 @@ class Supervisor:
         self.notifier.stopping()
         logger.info("%s", reason)
         self.pending.clear()
-        for managed in [*self.sensors.values(), *self.retiring]:
-            managed.request_stop()
+        for child in self._stopped_before_listener():
+            child.request_stop()
         self._publish(force=True)
 
     def _advance_stop(self):
-        """Once every sensor has stopped: the supervisor's last line, then
-        the listener's drain (with its deadline), then STOPPED."""
-        if any(m.state is not ChildState.STOPPED for m in [*self.sensors.values(), *self.retiring]):
+        """Once every other child has stopped: the supervisor's last line,
+        then the listener's drain (with its deadline), then STOPPED."""
+        if any(child.state is not ChildState.STOPPED for child in self._stopped_before_listener()):
             return
         if not self.stopped_logged:
             if self.listener.state is ChildState.STOPPING:
