@@ -2,17 +2,19 @@
 
 Every command returns an ``ExitStatus``. Bad input (a bad command line, a bad
 config file) is one line per problem on stderr and exit status 2, never a
-traceback.
+traceback. ``main`` reaches the outside world (streams, environment
+variables, working folder, clock) only through its ``Environment``.
 """
 
 import argparse
+import functools
 import json
 import os
-import sys
 from importlib import resources
 from pathlib import Path
 
 from app import demo
+from app.cli_environment import Environment
 from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config, load_paths,
                         paths_from_dict)
 from app.exit_status import ExitStatus
@@ -20,32 +22,72 @@ from app.logview import RecordFilter, show_logs
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
                             with_latest_readings)
 from app.treelock import lock_path
+from sensors import pins, registry
 
 DEFAULT_INIT_PATH = "edgesense.toml"
 
 
-def main(argv=None):
-    """Entry point of ``edgesense`` and ``python -m app``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv=None, env=None):
+    """Entry point of ``edgesense`` and ``python -m app``: run the command of
+    ``argv`` (default: this process's arguments) in ``env`` (default: this
+    process's world); its exit status."""
+    env = Environment() if env is None else env
+    parser = build_parser(env)
+    try:
+        args = parser.parse_args(argv)
+    except _ParserExit as done:
+        return done.status
     if args.command is None:
-        parser.print_help(sys.stderr)
+        parser.print_help(env.stderr)
         return ExitStatus.USAGE
     try:
-        return args.handler(args)
+        return args.handler(args, env)
     except ConfigError as error:
         for line in error.errors:
-            print(line, file=sys.stderr)
+            print(line, file=env.stderr)
         return ExitStatus.USAGE
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:
-        _silence_stdout()
+        _silence(env.stdout)
         return ExitStatus.OK
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
+class _ParserExit(Exception):
+    """argparse is done (``--help``, a bad command line): return ``status``."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that writes to the environment's streams and returns
+    instead of exiting the process."""
+
+    def __init__(self, *args, env, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.env = env
+
+    def print_usage(self, file=None):
+        super().print_usage(self.env.stdout if file is None else file)
+
+    def print_help(self, file=None):
+        super().print_help(self.env.stdout if file is None else file)
+
+    def exit(self, status=0, message=None):
+        if message:
+            self.env.stderr.write(message)
+        raise _ParserExit(status)
+
+    def error(self, message):
+        self.print_usage(self.env.stderr)
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(env):
+    parser = _Parser(
+        env=env,
         prog="edgesense",
         description="A forever-running sensor node: one process per sensor, "
                     "rotated logs in a fixed budget, a supervisor that restarts what fails.",
@@ -53,7 +95,8 @@ def build_parser():
                "/etc/edgesense/config.toml; none found: `run` runs the built-in demo.",
     )
     parser.set_defaults(command=None)
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND",
+                                     parser_class=functools.partial(_Parser, env=env))
 
     run = _command(commands, "run", cmd_run, "run the service in the foreground "
                    "(the built-in demo when no config is found)")
@@ -94,7 +137,7 @@ def _command(commands, name, handler, summary):
 
 
 def _config_option(command):
-    command.add_argument("--config", "-c", metavar="PATH", type=Path,
+    command.add_argument("--config", "-c", metavar="PATH",
                          help="the config file (default: $EDGESENSE_CONFIG, ./edgesense.toml, "
                               "/etc/edgesense/config.toml)")
 
@@ -109,48 +152,70 @@ def _count(text):
     return value
 
 
-def _config_or_demo(args):
+def _config_path(args, env):
+    """The config named by --config, else found by lookup, as typed (None:
+    there is none, which means the demo's)."""
+    return args.config or find_config(env.environ, env.cwd)
+
+
+def _config_or_demo(args, env):
     """The config named by --config or found by lookup, else the demo's."""
-    path = args.config or find_config()
+    path = _config_path(args, env)
     if path is None:
         return demo.demo_config(), True
-    return load_config(path), False
+    return load_config(path, cwd=env.cwd), False
 
 
-def _service_paths(args):
+def _service_paths(args, env):
     """The log folder and state file of the config named by --config or
     found by lookup (else the demo's), read without validating the rest."""
-    path = args.config or find_config()
+    path = _config_path(args, env)
     if path is None:
-        return paths_from_dict(demo.demo_settings(), base_dir=Path.cwd(), source=demo.SOURCE)
-    return load_paths(path)
+        return paths_from_dict(demo.demo_settings(), base_dir=env.cwd, source=demo.SOURCE)
+    return load_paths(path, cwd=env.cwd)
 
 
-def cmd_run(args):
-    config, is_demo = _config_or_demo(args)
+def cmd_run(args, env):
+    config, is_demo = _config_or_demo(args, env)
     if is_demo:
-        print(demo.BANNER, file=sys.stderr, flush=True)
+        print(demo.BANNER, file=env.stderr, flush=True)
     from app.supervisor import run_service  # the service's imports, only when it runs
 
     return run_service(config)
 
 
-def cmd_check(args):
-    path = args.config or find_config()
+def cmd_check(args, env):
+    path = _config_path(args, env)
     if path is None:
         print("edgesense: no config file found (looked for $EDGESENSE_CONFIG, "
-              f"{', '.join(SEARCH_PATHS)}); write one with `edgesense init`", file=sys.stderr)
+              f"{', '.join(SEARCH_PATHS)}); write one with `edgesense init`", file=env.stderr)
         return ExitStatus.USAGE
-    config = load_config(path)
-    print("\n".join(summary(config)))
+    config = load_config(path, cwd=env.cwd)
+    gpio_warning = _gpio_warning(config)
+    if gpio_warning:
+        print(f"edgesense: warning: {gpio_warning}", file=env.stderr)
+    print("\n".join(summary(config, name=path)), file=env.stdout)
     return ExitStatus.OK
 
 
-def summary(config):
-    """A few lines on what the config will do."""
+def _gpio_warning(config):
+    """Why the sensors that need pins could not get them on this machine,
+    or None (also when no sensor needs pins)."""
+    needing = [sensor.name for sensor in config.sensors
+               if registry.uses_gpio(registry.resolve(sensor.type))]
+    problem = needing and pins.factory_problem(config.gpio.pin_factory)
+    if not problem:
+        return None
+    noun = "sensor" if len(needing) == 1 else "sensors"
+    return f"{noun} {', '.join(needing)} need{'s' if len(needing) == 1 else ''} GPIO pins, but {problem}"
+
+
+def summary(config, name=None):
+    """A few lines on what the config will do; the first names the config
+    as ``name`` (default: its absolute path)."""
     log = config.logging
     lines = [
-        f"{config.path}: OK",
+        f"{config.path if name is None else name}: OK",
         f"  logs: {log.dir} (level {log.level}), at most {_size(log.max_total_bytes)} in "
         f"{_size(log.max_file_bytes)} files{', compressed' if log.compress else ''}",
         f"  state file: {config.supervisor.state_file}",
@@ -179,71 +244,73 @@ def _size(size):
     return f"{size} bytes"
 
 
-def cmd_init(args):
+def cmd_init(args, env):
     path = Path(args.path)
-    if path.is_dir():
+    file = env.path(path)
+    if file.is_dir():
         print(f"edgesense: {path} is a folder; give a file name such as {path / DEFAULT_INIT_PATH}",
-              file=sys.stderr)
+              file=env.stderr)
         return ExitStatus.USAGE
-    if not path.parent.is_dir():
+    if not file.parent.is_dir():
         print(f"edgesense: cannot write {path}: there is no folder {path.parent} "
-              "(init does not create folders)", file=sys.stderr)
+              "(init does not create folders)", file=env.stderr)
         return ExitStatus.USAGE
-    if path.exists() and not args.force:
-        print(f"edgesense: {path} exists; not overwritten (use --force)", file=sys.stderr)
+    if file.exists() and not args.force:
+        print(f"edgesense: {path} exists; not overwritten (use --force)", file=env.stderr)
         return ExitStatus.USAGE
     example = resources.files("app").joinpath("config.example.toml").read_text(encoding="utf-8")
     try:
-        path.write_text(example, encoding="utf-8")
+        file.write_text(example, encoding="utf-8")
     except OSError as error:
-        print(f"edgesense: cannot write {path}: {error.strerror or error}", file=sys.stderr)
+        print(f"edgesense: cannot write {path}: {error.strerror or error}", file=env.stderr)
         return ExitStatus.FAILURE
-    config_option = "" if path.resolve() == Path(DEFAULT_INIT_PATH).resolve() else f" --config {path}"
+    is_found_by_run = file.resolve() == env.path(DEFAULT_INIT_PATH).resolve()
+    config_option = "" if is_found_by_run else f" --config {path}"
     print(f"wrote {path}; edit it, then `edgesense check{config_option}` "
-          f"and `edgesense run{config_option}`")
+          f"and `edgesense run{config_option}`", file=env.stdout)
     return ExitStatus.OK
 
 
-def cmd_status(args):
-    paths = _service_paths(args)
+def cmd_status(args, env):
+    paths = _service_paths(args, env)
     try:
         text, state = read_state(paths.state_file)
     except StateFileError as error:
-        print(error, file=sys.stderr)
+        print(error, file=env.stderr)
         return ExitStatus.FAILURE
-    lines, running = describe_state(with_latest_readings(state, latest_readings(paths.log_dir)),
-                                    lock_file=lock_path(paths.state_file))
+    state = with_latest_readings(state, latest_readings(paths.log_dir))
+    lines, running = describe_state(state, now=env.clock(), lock_file=lock_path(paths.state_file))
     if args.json:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        env.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        print("\n".join(lines))
+        print("\n".join(lines), file=env.stdout)
     return ExitStatus.OK if running else ExitStatus.FAILURE
 
 
-def cmd_logs(args):
+def cmd_logs(args, env):
     if args.readings and args.level:
-        print("edgesense: --level does not apply to --readings", file=sys.stderr)
+        print("edgesense: --level does not apply to --readings", file=env.stderr)
         return ExitStatus.USAGE
-    directory = _service_paths(args).log_dir
+    directory = _service_paths(args, env).log_dir
     if not directory.is_dir():
         print(f"edgesense: no log folder at {directory} "
-              "(edgesense has not run with this config yet)", file=sys.stderr)
+              "(edgesense has not run with this config yet)", file=env.stderr)
         return ExitStatus.FAILURE
     record_filter = RecordFilter(sensor=args.sensor, level=args.level, readings=args.readings)
     try:
         show_logs(directory, count=args.lines, record_filter=record_filter,
-                  follow=args.follow, out=sys.stdout)
+                  follow=args.follow, out=env.stdout)
     except OSError as error:
         if isinstance(error, BrokenPipeError):
             raise
         print(f"edgesense: cannot read {error.filename or directory}: {error.strerror or error}",
-              file=sys.stderr)
+              file=env.stderr)
         return ExitStatus.FAILURE
     return ExitStatus.OK
 
 
-def _silence_stdout():
+def _silence(stdout):
     """After the reader of a pipe went away (``| head``), let the interpreter
     exit without a second BrokenPipeError while flushing stdout."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, stdout.fileno())

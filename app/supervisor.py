@@ -41,7 +41,7 @@ from app.treelock import AlreadyRunning, TreeLock, TreeLockError, lock_path
 from app.worker import run_worker
 from logging_setup import LogTransport, configure_process, run_listener
 from logging_setup.signals import TREE_SIGNALS
-from sensors import registry
+from sensors import pins, registry
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def listener_policy(settings):
 class ProcessLauncher:
     """Starts the tree's processes from one multiprocessing context, each
     with TREE_SIGNALS blocked while it starts. Tests pass an object with the
-    same three methods that starts no process."""
+    same methods that starts no process."""
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -152,6 +152,10 @@ class ProcessLauncher:
 
     def heartbeat(self):
         return Heartbeat.create(self.ctx)
+
+    def moment(self):
+        """A shared double (``.value``, 0 until a child sets it)."""
+        return self.ctx.RawValue("d", 0.0)
 
 
 def run_service(config):
@@ -397,9 +401,11 @@ class Supervisor:
         return sensor_launched(process, heartbeat, stop_sender)
 
     def _launch_listener(self):
-        process = self.launcher.start(ChildEntry("log-listener", "es:log-listener", run_listener), "log-listener",
-                                      args=(self.transport.receiver, self.config.logging))
-        return Launched(process, ask_to_stop=self.transport.sender.send_stop)
+        up_since = self.launcher.moment()
+        entry = ChildEntry("log-listener", "es:log-listener", run_listener, up_since=up_since)
+        process = self.launcher.start(entry, "log-listener", args=(self.transport.receiver, self.config.logging))
+        return Launched(process, ask_to_stop=self.transport.sender.send_stop,
+                        is_up=lambda: bool(up_since.value), up_since=lambda: up_since.value)
 
     def _start_child(self, child):
         """Start a child's process and say so."""
@@ -743,7 +749,7 @@ def _keep_start_method(new, old):
 
 
 def _pins(sensor):
-    return set(registry.pins_of(sensor.type, sensor.options))
+    return set(pins.pins_of(sensor.type, sensor.options))
 
 
 def _names(names):

@@ -11,10 +11,8 @@ import logging
 import multiprocessing
 import os
 import sys
-import tempfile
 import threading
 import time
-from importlib.metadata import entry_points
 from multiprocessing import connection
 
 from gpiozero import Device
@@ -26,6 +24,7 @@ from app.worker_loop import serve
 from logging_setup import configure_process
 from logging_setup.signals import ignore_tree_signals
 from sensors import registry
+from sensors.pins import NoPinFactory, give_lgpio_a_work_dir, open_pin_factory
 
 log = logging.getLogger(__name__)
 
@@ -54,41 +53,26 @@ class StopWaiter:
         return bool(connection.wait(self.handles, timeout))
 
 
-def open_pin_factory(name):
-    """The gpiozero pin factory called ``name`` (as ``GPIOZERO_PIN_FACTORY``
-    names them: lgpio, rpigpio, pigpio, native, mock), or None to let
-    gpiozero pick its default (honouring ``GPIOZERO_PIN_FACTORY``) when the
-    first device is built."""
-    if name is None:
-        return None
-    factories = {entry.name.lower(): entry
-                 for entry in entry_points(group="gpiozero_pin_factories")}
-    entry = factories.get(name.lower())
-    if entry is None:
-        raise ValueError(f"unknown pin factory {name!r}"
-                         f" (known: {', '.join(sorted(factories))})")
-    return entry.load()()
-
-
 def _close_pin_factory():
     factory, Device.pin_factory = Device.pin_factory, None
     if factory is not None:
         factory.close()
 
 
-_SELF_EXPLAINING_ERRORS = (OSError, registry.SensorTypeError, GPIOZeroError)
+_SELF_EXPLAINING_ERRORS = (OSError, registry.SensorTypeError, GPIOZeroError, NoPinFactory)
 """Build errors whose message says it all (no such file, pin in use, bad
 pin): logged as one line. Any other error, such as a bug in a custom type,
 is logged with its traceback."""
 
 
-def _build(config, pin_factory_name):
+def build_sensor(config, pin_factory_name):
+    """The sensor of ``config`` (a SensorConfig), on the pin factory called
+    ``pin_factory_name`` (see ``sensors.pins.open_pin_factory``) when its
+    type uses GPIO; that factory becomes the process's default."""
     cls = registry.resolve(config.type)
     factory = None
     if registry.uses_gpio(cls):
-        factory = open_pin_factory(pin_factory_name)
-        if factory is not None:
-            Device.pin_factory = factory
+        factory = Device.pin_factory = open_pin_factory(pin_factory_name)
     return registry.build(config.type, config.options, pin_factory=factory)
 
 
@@ -135,10 +119,7 @@ def run_worker(sensor, *, pin_factory, sender, stop, heartbeat, log_level="INFO"
     sys.stdout = PrintedLines(logging.getLogger("sensor.stdout"), logging.INFO)
     sys.stderr = PrintedLines(logging.getLogger("sensor.stderr"), logging.WARNING)
     multiprocessing.current_process().name = f"sensor:{sensor.name}"
-    # lgpio makes a notification FIFO in LG_WD (default: the working
-    # directory, which a hardened service cannot write).
-    os.environ.setdefault("LG_WD", os.environ.get("RUNTIME_DIRECTORY")
-                          or tempfile.gettempdir())
+    give_lgpio_a_work_dir()
     status = _run(sensor, pin_factory, stop, heartbeat)
     # multiprocessing children skip logging's exit hook: flushing here
     # reports records dropped while the listener was away.
@@ -156,7 +137,7 @@ def sending_level(log_level):
 
 def _run(config, pin_factory_name, stop, heartbeat):
     try:
-        sensor = _build(config, pin_factory_name)
+        sensor = build_sensor(config, pin_factory_name)
     except Exception as exc:
         log.error("sensor=%s cannot be built (type %s): %s: %s", config.name,
                   config.type, type(exc).__name__, exc,

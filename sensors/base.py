@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, ClassVar, Mapping
 
+from sensors.problems import not_allowed, out_of_range, range_words
+
 Problem = tuple[str, str]
 """A problem with one option: ``(key, message)``."""
 
@@ -102,26 +104,37 @@ class DeviceSensor(Sensor):
 
 
 def at_least(options, key, low, *, inclusive=True) -> list[Problem]:
-    """A problem if ``options[key]`` is present and below ``low``."""
+    """A problem if ``options[key]`` is present and below ``low``, in the
+    words config checks use.
+
+    >>> at_least({"period": -1}, "period", 0, inclusive=False)
+    [('period', '-1 is out of range; expected a number > 0')]
+    """
     value = options.get(key)
     if value is None or value > low or (inclusive and value == low):
         return []
-    relation = "at least" if inclusive else "greater than"
-    return [(key, f"must be {relation} {low}, not {value!r}")]
+    return [(key, out_of_range(value, range_words("a number", low, low_inclusive=inclusive)))]
 
 
 def between(options, key, low, high) -> list[Problem]:
-    """A problem if ``options[key]`` is present and outside ``low..high``."""
+    """A problem if ``options[key]`` is present and outside ``low..high``.
+
+    >>> between({"channel": 4}, "channel", 0, 3)
+    [('channel', '4 is out of range; expected a number >= 0 and <= 3')]
+    """
     value = options.get(key)
     if value is None or low <= value <= high:
         return []
-    return [(key, f"must be between {low} and {high}, not {value!r}")]
+    return [(key, out_of_range(value, range_words("a number", low, high)))]
 
 
 def one_of(options, key, choices) -> list[Problem]:
-    """A problem if ``options[key]`` is present and not one of ``choices``."""
+    """A problem if ``options[key]`` is present and not one of ``choices``.
+
+    >>> one_of({"chip": "MCP3800"}, "chip", ("MCP3008", "MCP3004"))
+    [('chip', '"MCP3800" is not allowed; expected one of MCP3008, MCP3004; did you mean MCP3008?')]
+    """
     value = options.get(key)
     if value is None or value in choices:
         return []
-    listed = ", ".join(repr(choice) for choice in choices)
-    return [(key, f"must be one of {listed}, not {value!r}")]
+    return [(key, not_allowed(value, choices))]

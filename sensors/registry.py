@@ -7,7 +7,6 @@ come from the signature, for built-in and custom types alike, so
 process starts.
 """
 
-import difflib
 import functools
 import importlib
 import inspect
@@ -15,6 +14,7 @@ import types
 import typing
 
 from sensors.base import Reading, Sensor, as_reading
+from sensors.problems import did_you_mean, render, unknown_key, wrong_type
 
 BUILTIN_TYPES = {
     "button": "sensors.digital:ButtonInput",
@@ -43,43 +43,38 @@ def resolve(type_name):
     suggestion, module that fails to import, no such class, no ``read()``).
     """
     if not isinstance(type_name, str):
-        raise SensorTypeError(f"sensor type must be a string, not {type_name!r}")
+        raise SensorTypeError(wrong_type(type_name, "a string"))
     if type_name in BUILTIN_TYPES:
         return _import_class(BUILTIN_TYPES[type_name])
     if ":" in type_name:
         return _import_class(type_name)
     raise SensorTypeError(
-        f"unknown sensor type {type_name!r}{_suggestion(type_name, BUILTIN_TYPES)}"
+        f"unknown sensor type {render(type_name)}{did_you_mean(type_name, BUILTIN_TYPES)}"
         f" (built-in types: {', '.join(BUILTIN_TYPES)}; a custom type is"
-        f" 'package.module:Class')")
+        ' "package.module:Class")')
 
 
 def _import_class(path):
     module_name, _, qualname = path.partition(":")
     if not module_name or not qualname:
         raise SensorTypeError(
-            f"custom sensor type {path!r} must look like 'package.module:Class'")
+            f'custom sensor type {render(path)} must look like "package.module:Class"')
     try:
         found = importlib.import_module(module_name)
     except Exception as exc:
         raise SensorTypeError(
-            f"cannot import module {module_name!r} for sensor type {path!r}:"
+            f"cannot import module {render(module_name)} for sensor type {render(path)}:"
             f" {type(exc).__name__}: {exc}") from exc
     for part in qualname.split("."):
         found = getattr(found, part, None)
         if found is None:
             raise SensorTypeError(
-                f"module {module_name!r} has no {qualname!r} (sensor type {path!r})")
+                f"module {render(module_name)} has no {render(qualname)} (sensor type {render(path)})")
     if not isinstance(found, type):
-        raise SensorTypeError(f"sensor type {path!r} is not a class")
+        raise SensorTypeError(f"sensor type {render(path)} is not a class")
     if not callable(getattr(found, "read", None)):
-        raise SensorTypeError(f"sensor type {path!r} has no read() method")
+        raise SensorTypeError(f"sensor type {render(path)} has no read() method")
     return found
-
-
-def _suggestion(word, choices):
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class _OptionSpec(typing.NamedTuple):
@@ -116,9 +111,11 @@ def _option_spec(cls):
     return _OptionSpec(names, tuple(required), any_name, takes_pin_factory)
 
 
-def check_options(type_name, options):
+def check_options(type_name, options, other_keys=()):
     """Problems with a section's type-specific keys, as ``(key, message)``
     pairs: unknown keys, missing required ones, wrong types and ranges.
+    An unknown key may be a misspelt one of ``other_keys`` (the section's
+    common keys): the suggestion considers them too.
 
     An unknown or unimportable type is one problem under the key ``type``.
     Range checks (the type's ``option_problems``) see only the keys that are
@@ -132,8 +129,8 @@ def check_options(type_name, options):
     problems, valid = [], {}
     for key, value in options.items():
         if key not in spec.names and not spec.any_name:
-            problems.append((key, f"unknown option for type {type_name!r}"
-                                  f"{_suggestion(key, spec.names)}"))
+            problems.append((key, unknown_key(key, list(spec.names), also=other_keys,
+                                              label=f"keys of type {type_name}")))
             continue
         wrong = _type_problem(value, spec.names.get(key))
         if wrong:
@@ -142,7 +139,7 @@ def check_options(type_name, options):
             valid[key] = value
     for key in spec.required:
         if key not in options:
-            problems.append((key, f"missing (type {type_name!r} requires it)"))
+            problems.append((key, f"missing; type {type_name} requires it"))
     option_problems = getattr(cls, "option_problems", None)
     if callable(option_problems):
         problems.extend(option_problems(valid))
@@ -161,8 +158,7 @@ def _type_problem(value, annotation):
         return None
     if any(_fits(value, kind) for kind in allowed):
         return None
-    wanted = " or ".join(_TYPE_WORDS[kind] for kind in allowed)
-    return f"must be {wanted}, not {value!r}"
+    return wrong_type(value, " or ".join(_TYPE_WORDS[kind] for kind in allowed))
 
 
 def _plain_types(annotation):
@@ -181,37 +177,6 @@ def _fits(value, kind):
     if kind is float:
         return isinstance(value, (int, float))
     return isinstance(value, kind)
-
-
-def pins_of(type_name, options):
-    """The GPIO pins a section uses, for conflict detection.
-
-    Pin names are normalised the way gpiozero reads them on the 40-pin
-    header, so ``17``, ``"GPIO17"``, ``"BCM17"`` and ``"BOARD11"`` are all
-    ``"GPIO17"``; a name the header does not know is kept as written. An
-    unknown type has no pins (``check_options`` reports it).
-    """
-    try:
-        cls = resolve(type_name)
-    except SensorTypeError:
-        return []
-    keys = getattr(cls, "pin_options", ())
-    return [canonical_pin(options[key]) for key in keys if key in options]
-
-
-def canonical_pin(name):
-    """gpiozero's name for a header pin (``"GPIO17"``), or ``str(name)``."""
-    for _header, pin in _header_info().find_pin(name):
-        return pin.name
-    return str(name)
-
-
-@functools.cache
-def _header_info():
-    # Board data only: no pin factory is created. Every Pi since the B+ has
-    # the same 40-pin header, so one model's table serves them all.
-    from gpiozero.pins.pi import PiBoardInfo
-    return PiBoardInfo.from_revision(0xA02082)
 
 
 def uses_gpio(cls):

@@ -2,13 +2,19 @@ import multiprocessing
 
 import pytest
 
-START_METHODS = ["fork", "forkserver", "spawn"]
+from helpers import START_METHODS
 
 
 @pytest.fixture(params=START_METHODS)
-def mp_context(request):
+def start_method(request):
+    """Each multiprocessing start method by name: a test using it runs once per method."""
+    return request.param
+
+
+@pytest.fixture
+def mp_context(start_method):
     """A multiprocessing context for each start method."""
-    return multiprocessing.get_context(request.param)
+    return multiprocessing.get_context(start_method)
 
 
 @pytest.fixture

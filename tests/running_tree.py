@@ -7,26 +7,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
-SYSTEMD_VARIABLES = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"}
-
-
-def wait_for(predicate, timeout, interval=0.05, what="condition"):
-    """Poll ``predicate`` until it returns a true value; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+from helpers import edgesense_command, edgesense_environment, wait_for
 
 
 def session_pids(sid):
@@ -53,8 +37,7 @@ class RunningTree:
         self.state_path = self.log_dir / "edgesense.state.json"
         self.start_method = start_method
         self.write_config(sensors, supervisor, logging_extra)
-        self.env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
-        self.env.update(PYTHONPATH=f"{ROOT}{os.pathsep}{TESTS}", **(env or {}))
+        self.env = edgesense_environment(**(env or {}))
         self.process = None
 
     def write_config(self, sensors, supervisor="", logging_extra=""):
@@ -82,7 +65,7 @@ class RunningTree:
         self.stdout = open(self.dir / "stdout.txt", "wb")
         self.stderr = open(self.dir / "stderr.txt", "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "run", "--config", str(self.config_path)],
+            edgesense_command("run", "--config", str(self.config_path)),
             cwd=self.dir, env=self.env, stdout=self.stdout, stderr=self.stderr,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )

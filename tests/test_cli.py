@@ -1,33 +1,24 @@
-"""The edgesense command through real subprocesses: init, check, and bad
-input of every kind (exit 2, one line, no traceback)."""
+"""The edgesense command: init, check, and bad input of every kind (exit 2,
+one line, no traceback). The command's logic runs in-process; a real
+subprocess shows that the shell sees the same statuses and output."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, edgesense, edgesense_in_process
+
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
 
 
-def edgesense(*args, cwd, env=None, timeout=60):
-    """Run ``python -m app ARGS`` in ``cwd`` with no config in the environment."""
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    environment.pop("EDGESENSE_CONFIG", None)
-    environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def test_init_writes_a_config_that_check_accepts(tmp_path):
-    init = edgesense("init", cwd=tmp_path)
+    init = edgesense_in_process("init", cwd=tmp_path)
 
     assert init.returncode == 0, init.stderr
     written = tmp_path / "edgesense.toml"
     assert written.read_text() == (ROOT / "app" / "config.example.toml").read_text()
-    check = edgesense("check", cwd=tmp_path)
+    check = edgesense_in_process("check", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     assert check.stdout.splitlines() == [
         f"{written}: OK",
@@ -45,12 +36,12 @@ def test_init_never_overwrites_without_force(tmp_path):
     target = tmp_path / "mine.toml"
     target.write_text("# my own\n")
 
-    refused = edgesense("init", str(target), cwd=tmp_path)
+    refused = edgesense_in_process("init", str(target), cwd=tmp_path)
 
     assert refused.returncode == 2
     assert refused.stderr == f"edgesense: {target} exists; not overwritten (use --force)\n"
     assert target.read_text() == "# my own\n"
-    forced = edgesense("init", str(target), "--force", cwd=tmp_path)
+    forced = edgesense_in_process("init", str(target), "--force", cwd=tmp_path)
     assert forced.returncode == 0
     assert target.read_text().startswith("# edgesense configuration")
 
@@ -60,7 +51,7 @@ def test_check_finds_the_config_through_the_environment(tmp_path):
     config.parent.mkdir()
     config.write_text(ONE_SENSOR)
 
-    result = edgesense("check", cwd=tmp_path, env={"EDGESENSE_CONFIG": str(config)})
+    result = edgesense_in_process("check", cwd=tmp_path, env={"EDGESENSE_CONFIG": str(config)})
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"{config}: OK"
@@ -70,7 +61,7 @@ def test_check_without_any_config_says_how_to_write_one(tmp_path):
     if Path("/etc/edgesense/config.toml").exists():
         pytest.skip("this machine has /etc/edgesense/config.toml")
 
-    result = edgesense("check", cwd=tmp_path)
+    result = edgesense_in_process("check", cwd=tmp_path)
 
     assert result.returncode == 2
     assert "no config file found" in result.stderr
@@ -96,7 +87,7 @@ def _fifo(path):
 def test_unusable_config_file_is_one_line_and_exit_2(tmp_path, make, message, command):
     config = make(tmp_path)
 
-    result = edgesense(command, "--config", str(config), cwd=tmp_path)
+    result = edgesense_in_process(command, "--config", str(config), cwd=tmp_path)
 
     assert result.returncode == 2
     assert result.stderr == f"{config}: {message}\n"
@@ -108,13 +99,13 @@ def test_unreadable_config_is_one_line_and_exit_2(tmp_path):
     config = _write(tmp_path / "c.toml", ONE_SENSOR.encode())
     config.chmod(0)
 
-    result = edgesense("check", "--config", str(config), cwd=tmp_path)
+    result = edgesense_in_process("check", "--config", str(config), cwd=tmp_path)
 
     assert (result.returncode, result.stderr) == (2, f"{config}: cannot read: permission denied\n")
 
 
 def test_environment_naming_a_missing_file_is_an_error_not_the_demo(tmp_path):
-    result = edgesense("run", cwd=tmp_path, env={"EDGESENSE_CONFIG": str(tmp_path / "typo.toml")})
+    result = edgesense_in_process("run", cwd=tmp_path, env={"EDGESENSE_CONFIG": str(tmp_path / "typo.toml")})
 
     assert result.returncode == 2
     assert result.stderr == f"{tmp_path / 'typo.toml'}: no such file\n"
@@ -123,7 +114,7 @@ def test_environment_naming_a_missing_file_is_an_error_not_the_demo(tmp_path):
 def test_run_with_a_bad_config_starts_nothing(tmp_path):
     config = _write(tmp_path / "c.toml", b'[supervisor]\nstart_method = "thread"\n' + ONE_SENSOR.encode())
 
-    result = edgesense("run", "--config", str(config), cwd=tmp_path)
+    result = edgesense_in_process("run", "--config", str(config), cwd=tmp_path)
 
     assert result.returncode == 2
     assert result.stderr == (f'{config}: supervisor.start_method: "thread" is not allowed; '
@@ -134,7 +125,7 @@ def test_run_with_a_bad_config_starts_nothing(tmp_path):
 @pytest.mark.parametrize("args", [[], ["frobnicate"], ["logs", "-n", "many"], ["logs", "--level", "LOUD"],
                                   ["check", "--nope"]])
 def test_bad_command_line_exits_2_with_usage(tmp_path, args):
-    result = edgesense(*args, cwd=tmp_path)
+    result = edgesense_in_process(*args, cwd=tmp_path)
 
     assert result.returncode == 2
     assert "usage: edgesense" in result.stderr
@@ -143,7 +134,7 @@ def test_bad_command_line_exits_2_with_usage(tmp_path, args):
 
 @pytest.mark.parametrize("command", ["run", "check", "init", "status", "logs"])
 def test_every_command_has_help(tmp_path, command):
-    result = edgesense(command, "--help", cwd=tmp_path)
+    result = edgesense_in_process(command, "--help", cwd=tmp_path)
 
     assert result.returncode == 0
     assert result.stdout.startswith(f"usage: edgesense {command}")
@@ -155,9 +146,35 @@ def _write(path, data):
 
 
 def test_init_into_a_missing_folder_is_a_bad_command_line(tmp_path):
-    result = edgesense("init", "nothere/x.toml", cwd=tmp_path)
+    result = edgesense_in_process("init", "nothere/x.toml", cwd=tmp_path)
 
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == ("edgesense: cannot write nothere/x.toml: there is no folder nothere "
                              "(init does not create folders)\n")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, status", [
+    (["check"], 0), (["status"], 1), (["logs"], 1), (["frobnicate"], 2), ([], 2),
+    (["check", "--config", "missing.toml"], 2), (["init"], 2),
+])
+def test_the_shell_sees_the_status_and_output_of_the_in_process_command(tmp_path, args, status):
+    (tmp_path / "edgesense.toml").write_text(ONE_SENSOR)
+
+    real = edgesense(*args, cwd=tmp_path)
+    in_process = edgesense_in_process(*args, cwd=tmp_path)
+
+    assert real.returncode == in_process.returncode == status
+    assert (real.stdout, real.stderr) == (in_process.stdout, in_process.stderr)
+    assert "Traceback" not in real.stderr
+
+
+@pytest.mark.parametrize("typed", ["node.toml", "./node.toml", "etc/../node.toml"])
+def test_check_names_the_config_as_typed(tmp_path, typed):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "node.toml").write_text(ONE_SENSOR)
+
+    result = edgesense_in_process("check", "--config", typed, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"{typed}: OK"

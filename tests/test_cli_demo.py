@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,9 +13,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from app.demo import BANNER
+from helpers import ROOT, edgesense, edgesense_command, edgesense_environment
 from sensors import registry
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def read_until(sensor, done, timeout):
@@ -84,17 +82,6 @@ def demo_shows_changes(readings):
             and "load" in readings and "disk" in readings)
 
 
-def edgesense(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd, env=environment(),
-                          capture_output=True, text=True, timeout=60)
-
-
-def environment():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("EDGESENSE_CONFIG", None)
-    return env
-
-
 def group_is_gone(group, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,8 +98,8 @@ def group_is_gone(group, timeout):
 def test_demo_runs_shows_changing_readings_and_stops_on_ctrl_c(tmp_path):
     console = tmp_path / "console.txt"
     with open(console, "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "app", "run"], cwd=tmp_path,
-                                   env=environment(), stdout=stderr, stderr=stderr,
+        process = subprocess.Popen(edgesense_command("run"), cwd=tmp_path,
+                                   env=edgesense_environment(), stdout=stderr, stderr=stderr,
                                    start_new_session=True)
     try:
         readings_file = tmp_path / "edgesense-logs" / "readings.jsonl"

@@ -1,5 +1,5 @@
-"""``edgesense logs`` over real files: live, rotated and gzipped, and -f
-across a rotation, through a real subprocess."""
+"""``edgesense logs`` over real files: live, rotated and gzipped (in-process),
+and -f across a rotation, stopped by Ctrl-C (a real subprocess)."""
 
 import gzip
 import json
@@ -7,29 +7,13 @@ import os
 import selectors
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import edgesense_command, edgesense_environment, edgesense_in_process
+
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
-
-
-def edgesense_command(*args):
-    return [sys.executable, "-m", "app", *args]
-
-
-def environment():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("EDGESENSE_CONFIG", None)
-    return env
-
-
-def edgesense(*args, cwd):
-    return subprocess.run(edgesense_command(*args), cwd=cwd, env=environment(),
-                          capture_output=True, text=True, timeout=60)
 
 
 def line(number, process="MainProcess", level="INFO", logger="app.supervisor"):
@@ -64,14 +48,14 @@ def numbers_of(output):
 
 @pytest.mark.parametrize("count, first", [(5, 36), (15, 26), (25, 16), (40, 1), (100, 1)])
 def test_last_lines_across_live_rotated_and_compressed_files_oldest_first(log_dir, count, first):
-    result = edgesense("logs", "-n", str(count), cwd=log_dir.parent)
+    result = edgesense_in_process("logs", "-n", str(count), cwd=log_dir.parent)
 
     assert result.returncode == 0, result.stderr
     assert numbers_of(result.stdout) == list(range(first, 41))
 
 
 def test_zero_lines_prints_nothing(log_dir):
-    result = edgesense("logs", "-n", "0", cwd=log_dir.parent)
+    result = edgesense_in_process("logs", "-n", "0", cwd=log_dir.parent)
 
     assert (result.returncode, result.stdout) == (0, "")
 
@@ -86,10 +70,10 @@ def test_filter_by_sensor_and_level(log_dir):
         + "Traceback (most recent call last):\n  File \"x.py\", line 1\nOSError: gone\n"
         + records([42], level="CRITICAL"))
 
-    door = edgesense("logs", "--sensor", "door", cwd=log_dir.parent)
-    warnings = edgesense("logs", "--level", "warning", cwd=log_dir.parent)
-    door_errors = edgesense("logs", "--sensor", "door", "--level", "ERROR", "-n", "1",
-                            cwd=log_dir.parent)
+    door = edgesense_in_process("logs", "--sensor", "door", cwd=log_dir.parent)
+    warnings = edgesense_in_process("logs", "--level", "warning", cwd=log_dir.parent)
+    door_errors = edgesense_in_process("logs", "--sensor", "door", "--level", "ERROR", "-n", "1",
+                                       cwd=log_dir.parent)
 
     traceback = ['Traceback (most recent call last):', '  File "x.py", line 1', "OSError: gone"]
     assert door.stdout.splitlines() == [
@@ -112,7 +96,7 @@ def test_readings_file_with_sensor_filter(log_dir):
         "".join(reading(n, "door" if n % 2 else "light") for n in range(1, 11)).encode()))
     (log_dir / "readings.jsonl").write_text("".join(reading(n, "door") for n in range(11, 14)))
 
-    result = edgesense("logs", "--readings", "--sensor", "door", "-n", "5", cwd=log_dir.parent)
+    result = edgesense_in_process("logs", "--readings", "--sensor", "door", "-n", "5", cwd=log_dir.parent)
 
     assert result.returncode == 0, result.stderr
     assert [json.loads(text)["value"] for text in result.stdout.splitlines()] == [7, 9, 11, 12, 13]
@@ -121,7 +105,7 @@ def test_readings_file_with_sensor_filter(log_dir):
 def test_missing_log_folder_says_so(tmp_path):
     (tmp_path / "edgesense.toml").write_text('[logging]\ndir = "logs"\n' + ONE_SENSOR)
 
-    result = edgesense("logs", cwd=tmp_path)
+    result = edgesense_in_process("logs", cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stderr == (f"edgesense: no log folder at {tmp_path / 'logs'} "
@@ -130,7 +114,7 @@ def test_missing_log_folder_says_so(tmp_path):
 
 
 def test_level_does_not_apply_to_readings(log_dir):
-    result = edgesense("logs", "--readings", "--level", "ERROR", cwd=log_dir.parent)
+    result = edgesense_in_process("logs", "--readings", "--level", "ERROR", cwd=log_dir.parent)
 
     assert (result.returncode, result.stderr) == (2, "edgesense: --level does not apply to --readings\n")
 
@@ -160,7 +144,7 @@ class LineReader:
 @pytest.fixture
 def follower(log_dir):
     process = subprocess.Popen(edgesense_command("logs", "-f", "-n", "2"), cwd=log_dir.parent,
-                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               env=edgesense_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     yield process, LineReader(process)
     if process.poll() is None:
         process.kill()

@@ -1,6 +1,6 @@
-"""``edgesense status`` on a running tree, a stopped one and no state file.
-The state file is written here as the supervisor writes it; a live pid (this
-test's own) stands for a running supervisor."""
+"""``edgesense status`` on a running tree, a stopped one and no state file,
+run in-process. The state file is written here as the supervisor writes it;
+a live pid (this test's own) stands for a running supervisor."""
 
 import datetime
 import json
@@ -8,22 +8,14 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from app.statusview import latest_readings
 from app.treelock import TreeLock
+from helpers import edgesense_in_process
 
-ROOT = Path(__file__).resolve().parent.parent
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
-
-
-def edgesense(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("EDGESENSE_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60)
 
 
 def dead_pid():
@@ -34,7 +26,7 @@ def dead_pid():
 
 
 def state(supervisor_pid, now):
-    """Ages and delays carry 0.9 s of slack for the time the command takes to start."""
+    """Ages and delays carry 0.9 s of slack for a command whose clock is not fixed."""
     return {
         "supervisor": {"pid": supervisor_pid, "started": now - 3725},
         "listener": {"pid": 4242, "restarts": 1},
@@ -61,9 +53,10 @@ def write_config(tmp_path, state_content=None):
 
 
 def test_running_tree_one_line_per_sensor(tmp_path):
-    write_config(tmp_path, state(os.getpid(), time.time()))
+    now = time.time()
+    write_config(tmp_path, state(os.getpid(), now))
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path, now=now + 0.5)
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -81,13 +74,14 @@ def test_running_tree_one_line_per_sensor(tmp_path):
 
 
 def test_the_supervisor_phase_and_listener_state_in_a_sensor_s_words(tmp_path):
-    document = state(os.getpid(), time.time())
+    now = time.time()
+    document = state(os.getpid(), now)
     document["supervisor"]["state"] = "stopping"
     document["listener"] = {"pid": None, "state": "backoff", "restarts": 2, "last_exit": "exit status 1",
-                            "next_retry": time.time() + 1}
+                            "next_retry": now + 1}
     write_config(tmp_path, document)
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path, now=now + 0.5)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
@@ -96,20 +90,23 @@ def test_the_supervisor_phase_and_listener_state_in_a_sensor_s_words(tmp_path):
 
 
 def test_running_tree_says_how_old_the_state_file_is(tmp_path):
-    document = state(os.getpid(), time.time())
-    document["supervisor"]["updated"] = time.time() - 12.1
+    now = time.time()
+    document = state(os.getpid(), now)
+    document["supervisor"]["updated"] = now - 12
     write_config(tmp_path, document)
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path, now=now + 60)
 
-    assert result.stdout.splitlines()[0].endswith("restarted 1 times (state written 12 s ago)")
+    assert result.stdout.splitlines()[0] == (
+        f"edgesense is running: supervisor pid {os.getpid()}, up 1 h 03 min; "
+        "log listener pid 4242, restarted 1 times (state written 1 min 12 s ago)")
 
 
 def test_stopped_tree_says_not_running_and_shows_the_last_state(tmp_path):
     pid = dead_pid()
     write_config(tmp_path, state(pid, time.time()))
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert result.returncode == 1
     lines = result.stdout.splitlines()
@@ -122,7 +119,7 @@ def test_cleanly_stopped_tree_says_not_running(tmp_path):
     document["supervisor"]["state"] = "stopped"
     write_config(tmp_path, document)
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stdout.splitlines()[0] == "edgesense is not running (it stopped); last known state:"
@@ -131,14 +128,14 @@ def test_cleanly_stopped_tree_says_not_running(tmp_path):
 def test_missing_state_file_says_not_running(tmp_path):
     state_file = write_config(tmp_path)
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"edgesense is not running: no state file at {state_file}\n"
 
 
 def test_without_config_status_reads_the_demo_state_file(tmp_path):
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stderr == ("edgesense is not running: no state file at "
@@ -148,7 +145,7 @@ def test_without_config_status_reads_the_demo_state_file(tmp_path):
 def test_json_prints_the_state_file(tmp_path):
     state_file = write_config(tmp_path, state(os.getpid(), time.time()))
 
-    result = edgesense("status", "--json", cwd=tmp_path)
+    result = edgesense_in_process("status", "--json", cwd=tmp_path)
 
     assert result.returncode == 0
     assert result.stdout == state_file.read_text() + "\n"
@@ -158,7 +155,7 @@ def test_corrupt_state_file_is_one_line(tmp_path):
     state_file = write_config(tmp_path, state(os.getpid(), time.time()))
     state_file.write_text('{"supervisor": ')
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"{state_file}: not a state file (invalid JSON: ")
@@ -173,11 +170,11 @@ def test_status_reads_only_the_paths_of_the_config(tmp_path):
         '[supervisor]\nstate_file = "run/state.json"\n' + ONE_SENSOR
         + '[[sensor]]\nname = "tank"\ntype = "site_sensors.tank:Level"\nintreval = "x"\n')
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.startswith(f"edgesense is running: supervisor pid {os.getpid()}")
-    logs = edgesense("logs", cwd=tmp_path)
+    logs = edgesense_in_process("logs", cwd=tmp_path)
     assert (logs.returncode, logs.stderr) == (1, f"edgesense: no log folder at {tmp_path / 'edgesense-logs'} "
                                                  "(edgesense has not run with this config yet)\n")
 
@@ -185,7 +182,7 @@ def test_status_reads_only_the_paths_of_the_config(tmp_path):
 def test_status_reports_a_bad_state_file_key_in_one_line(tmp_path):
     (tmp_path / "edgesense.toml").write_text('[supervisor]\nstate_file = 3\n' + ONE_SENSOR)
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (f"{tmp_path / 'edgesense.toml'}: supervisor.state_file: 3 is an integer; "
@@ -196,7 +193,7 @@ def test_state_file_that_is_not_utf8_is_one_line(tmp_path):
     state_file = write_config(tmp_path, state(os.getpid(), time.time()))
     state_file.write_bytes(b'{"supervisor": {"pid": 1}, "x": "\xff\xfe"}')
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"{state_file}: not a state file (not UTF-8 text at byte 33)\n"
@@ -206,7 +203,7 @@ def test_state_file_with_a_huge_pid_is_one_line(tmp_path):
     document = state(99999999999999999999, time.time())
     state_file = write_config(tmp_path, document)
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (f"{state_file}: not a state file "
@@ -229,7 +226,7 @@ def test_last_reading_comes_from_readings_jsonl_when_newer(tmp_path):
         reading_line("door", 0, now - 0.2) + "not json\n" + reading_line("temperature", 40.0, now - 500)
         + reading_line("door", 7, now - 400))
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -256,7 +253,7 @@ def test_a_reused_pid_without_the_lock_held_is_not_running(tmp_path):
     state_file = write_config(tmp_path, state(os.getpid(), time.time()))
     (tmp_path / "run" / "state.json.lock").write_text('{"pid": 1, "since": 0}\n')
 
-    result = edgesense("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stdout.splitlines()[0] == (f"edgesense is not running (supervisor pid {os.getpid()} is gone); "
@@ -265,9 +262,10 @@ def test_a_reused_pid_without_the_lock_held_is_not_running(tmp_path):
 
 
 def test_the_lock_held_is_a_running_tree(tmp_path):
-    write_config(tmp_path, state(os.getpid(), time.time()))
+    now = time.time()
+    write_config(tmp_path, state(os.getpid(), now))
     with TreeLock(tmp_path / "run" / "state.json.lock"):
-        result = edgesense("status", cwd=tmp_path)
+        result = edgesense_in_process("status", cwd=tmp_path, now=now + 0.5)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"edgesense is running: supervisor pid {os.getpid()}, up 1 h 02 min")

@@ -180,7 +180,7 @@ def test_pin_names_are_those_gpiozero_takes(name):
     from gpiozero.exc import PinInvalidPin
     from gpiozero.pins.mock import MockFactory
 
-    from app.config import is_gpio_pin
+    from sensors.pins import is_gpio_pin
 
     factory = MockFactory()
     try:
@@ -194,7 +194,7 @@ def test_pin_names_are_those_gpiozero_takes(name):
 
 
 def test_compute_module_gpio_numbers_pass():
-    from app.config import is_gpio_pin
+    from sensors.pins import is_gpio_pin
 
     assert [is_gpio_pin(pin) for pin in (53, "GPIO53", "BCM53", True, 17.0)] == [
         True, True, True, False, False]

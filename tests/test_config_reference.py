@@ -1,12 +1,13 @@
 """The key reference lives in three places that must agree: the schema in
-app/config.py, the README's Configuration section and the example config
+app/config_schema.py, the README's Configuration section and the example config
 that `edgesense init` writes (deploy/config.example.toml is the same file)."""
 
 import re
 import tomllib
 from pathlib import Path
 
-from app.config import REQUIRED_SENSOR_KEYS, SECTIONS, render
+from app.config import REQUIRED_SENSOR_KEYS, SECTIONS
+from sensors.problems import render
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "app" / "config.example.toml"

@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 import tomllib
+import zipfile
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -75,6 +77,11 @@ def install(root, *options, timeout=60):
 def ok(result):
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def can_unshare_mounts():
+    return (os.geteuid() == 0 and shutil.which("unshare") is not None
+            and run(["unshare", "--mount", "true"]).returncode == 0)
 
 
 def tree(root):
@@ -247,11 +254,102 @@ def test_second_install_changes_nothing(installed, wheel, wheelhouse):
     assert "unit: kept" in result.stdout
 
 
-def test_installed_edgesense_checks_the_installed_config(installed):
-    result = run([installed / VENV / "bin/edgesense", "check", "--config", installed / CONFIG])
+def names_of(root):
+    """The files under ``root`` whose content or link target names ``root``
+    (as it is, or quoted the way a URL quotes it)."""
+    spellings = {str(root).encode(), quote(str(root)).encode()}
+    found = []
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_symlink():
+            content = os.readlink(path).encode()
+        elif path.is_file():
+            content = path.read_bytes()
+        else:
+            continue
+        if any(spelling in content for spelling in spellings):
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+def test_nothing_installed_under_a_root_names_it(installed):
+    """Scripts' interpreter lines, pyvenv.cfg, bytecode, the unit, the config,
+    the sysusers file: an image built at a scratch root is the same as one
+    built at /."""
+    assert names_of(installed) == []
+    assert (installed / VENV / "bin/edgesense").read_text().startswith("#!/opt/edgesense/venv/bin/python\n")
+
+
+# The image as a card is used: its root at / (a chroot of a tmpfs where each
+# top-level folder is an overlay of the image's over this machine's, so the
+# image brings edgesense and this machine the OS and its Python; writes land in
+# the tmpfs and vanish with the mount namespace).
+IMAGE_ROOT = """\
+set -eu
+: "${IMAGE:?}" "${TOP:?}" "${INSIDE:?}"
+mount --make-rprivate /
+mount -t tmpfs edgesense-test "$TOP"
+NEW=$TOP/root
+mkdir "$NEW" "$TOP/upper" "$TOP/work"
+for name in $( (ls -A /; ls -A "$IMAGE") | sort -u); do
+    case $name in
+        proc) mkdir "$NEW/proc"; mount -t proc proc "$NEW/proc"; continue ;;
+        dev) mkdir "$NEW/dev"; mount --rbind /dev "$NEW/dev"; continue ;;
+        sys|tmp|run) mkdir "$NEW/$name"; mount -t tmpfs edgesense-test "$NEW/$name"; continue ;;
+    esac
+    if [ -L "/$name" ]; then
+        ln -s "$(readlink "/$name")" "$NEW/$name"
+        continue
+    fi
+    lower=
+    for from in "$IMAGE/$name" "/$name"; do
+        [ ! -d "$from" ] || [ -L "$from" ] || lower=${lower:+$lower:}$from
+    done
+    [ -n "$lower" ] || continue
+    mkdir "$NEW/$name" "$TOP/upper/$name" "$TOP/work/$name"
+    mount -t overlay edgesense-test \\
+        -o "lowerdir=$lower,upperdir=$TOP/upper/$name,workdir=$TOP/work/$name" "$NEW/$name"
+done
+cd "$NEW"
+exec chroot "$NEW" /bin/sh -c "cd / && $INSIDE"
+"""
+
+
+def can_overlay():
+    return can_unshare_mounts() and "overlay" in Path("/proc/filesystems").read_text().split()
+
+
+def in_image(image, inside, tmp_path):
+    """Runs the shell commands ``inside`` as root of a system whose / is ``image``."""
+    top = tmp_path / "image-mounts"
+    top.mkdir()
+    environment = dict(os.environ, IMAGE=str(image), TOP=str(top), INSIDE=inside)
+    return subprocess.run(["unshare", "--mount", "sh", "-c", IMAGE_ROOT], env=environment,
+                          capture_output=True, text=True, timeout=60, cwd="/")
+
+
+@pytest.fixture
+def image_at_a_scratch_root(tmp_path, wheel, wheelhouse):
+    """An image built at a path with a space, where pip writes a two-line
+    interpreter stanza instead of #! (a path with a space cannot follow #!)."""
+    root = open_folder() / "card root"
+    install_offline(root, wheel, wheelhouse)
+    yield root
+    shutil.rmtree(root.parent)
+
+
+@pytest.mark.skipif(not can_overlay(), reason="needs root, unshare(1) and overlayfs to put the image at /")
+def test_an_image_built_at_a_scratch_root_runs_at_slash(image_at_a_scratch_root, tmp_path):
+    assert names_of(image_at_a_scratch_root) == []
+
+    result = in_image(image_at_a_scratch_root, "/opt/edgesense/venv/bin/python -c 'import sys; print(sys.prefix)'"
+                      " && /opt/edgesense/venv/bin/edgesense check --config /etc/edgesense/config.toml"
+                      " && edgesense check", tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "/opt/edgesense/venv"
+    assert [line for line in lines if line.endswith(": OK")] == ["/etc/edgesense/config.toml: OK"] * 2
+    assert result.stderr == ""
 
 
 def test_default_config_is_the_packaged_example_with_service_paths(installed):
@@ -293,6 +391,119 @@ def test_replace_config_keeps_the_old_one_and_is_idempotent(installed, wheel, wh
     finally:
         (installed / CONFIG).write_text(original)
         (installed / CONFIG.with_suffix(".toml.old")).unlink(missing_ok=True)
+
+
+SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 5.0\n'
+
+
+def service_config(text):
+    """What install.sh makes of a config: installer.py's ``config``."""
+    source = Path(tempfile.mkdtemp()) / "config.toml"
+    try:
+        source.write_text(text)
+        return run([sys.executable, DEPLOY / "installer.py", "config", source,
+                    "/var/log/edgesense", "/var/lib/edgesense/state.json"])
+    finally:
+        shutil.rmtree(source.parent)
+
+
+@pytest.mark.parametrize("logging", [
+    '[logging]\ndir = "logs"\n',
+    "[logging]\ndir='logs'\n",
+    '[logging]\n  dir = "./logs"  # beside the config\n',
+    '[ logging ] # the log files\n"dir" = "~/logs"\nlevel = "DEBUG"\n',
+    '[logging]\nlevel = "DEBUG"\n',
+    '[logging]\n# dir = "edgesense-logs"\n',
+    "",
+])
+def test_every_relative_or_missing_log_dir_becomes_the_services(logging):
+    result = ok(service_config(logging + SENSOR))
+
+    installed = tomllib.loads(result.stdout)
+    original = tomllib.loads(logging + SENSOR)
+    assert installed["logging"] == dict(original.get("logging", {}), dir="/var/log/edgesense")
+    assert installed["sensor"] == original["sensor"]
+    assert "supervisor" not in installed
+
+
+def test_an_absolute_log_dir_and_state_file_are_kept():
+    text = '[logging]\ndir = "/srv/logs"\n\n[supervisor]\nstate_file = "/srv/state.json"\n' + SENSOR
+    assert ok(service_config(text)).stdout == text
+
+
+def test_a_log_dir_that_cannot_be_rewritten_line_by_line_is_refused(installed, wheel, wheelhouse, tmp_path):
+    mine = tmp_path / "inline.toml"
+    mine.write_text('logging = { dir = "logs" }\n' + SENSOR)
+    before = tree(installed)
+
+    result = install(installed, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", mine, "--replace-config")
+
+    assert result.returncode == 1
+    assert result.stderr == (f"install.sh: error: {mine}: cannot set [logging] dir to /var/log/edgesense line by "
+                             'line; write dir = "/var/log/edgesense" in its [logging] section\n')
+    assert tree(installed) == before
+
+
+def another_wheel(wheel, folder):
+    """``wheel`` with one more module: another package to upgrade to."""
+    folder.mkdir()
+    upgraded = folder / wheel.name
+    with zipfile.ZipFile(wheel) as original, zipfile.ZipFile(upgraded, "w") as copy:
+        for item in original.infolist():
+            copy.writestr(item, original.read(item))
+        copy.writestr("app/upgraded.py", "")
+    return upgraded
+
+
+def test_a_config_that_fails_its_check_replaces_nothing(fresh_install, wheel, wheelhouse, tmp_path):
+    upgraded = another_wheel(wheel, tmp_path / "upgrade")
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[logging]\ndir = "logs"\n\n[[sensor]]\nname = "load"\ntype = "load_avg"\ninterval = 5.0\n')
+    before = tree(fresh_install)
+
+    result = install(fresh_install, "--wheel", upgraded, "--wheelhouse", wheelhouse, "--config", broken,
+                     "--replace-config")
+
+    assert result.returncode == 1
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith(f'{broken}: sensor "load".type: unknown sensor type')
+    assert errors[-1] == f"install.sh: error: {broken} has errors (above): nothing was installed or replaced"
+    assert tree(fresh_install) == before
+
+
+CUSTOM_TYPE = """\
+class Greenhouse:
+    def read(self):
+        return 21.5
+"""
+CUSTOM_CONFIG = '[[sensor]]\nname = "greenhouse"\ntype = "garden:Greenhouse"\ninterval = 30.0\n'
+
+
+def test_a_custom_type_is_checked_with_the_drop_ins_pythonpath(fresh_install, wheel, wheelhouse, tmp_path):
+    """The check sees what the service will see: the unit's drop-in puts the
+    custom type's folder on PYTHONPATH (a path on the image)."""
+    (fresh_install / "opt/edgesense-local").mkdir(parents=True)
+    (fresh_install / "opt/edgesense-local/garden.py").write_text(CUSTOM_TYPE)
+    mine = tmp_path / "garden.toml"
+    mine.write_text(CUSTOM_CONFIG)
+    options = ["--wheel", another_wheel(wheel, tmp_path / "upgrade"), "--wheelhouse", wheelhouse,
+               "--config", mine, "--replace-config"]
+    before = tree(fresh_install)
+
+    without = install(fresh_install, *options)
+    assert without.returncode == 1
+    assert 'sensor "greenhouse".type' in without.stderr.splitlines()[0]
+    assert tree(fresh_install) == before
+
+    drop_ins = fresh_install / "etc/systemd/system/edgesense.service.d"
+    drop_ins.mkdir()
+    (drop_ins / "local.conf").write_text("[Service]\nEnvironment=PYTHONPATH=/opt/edgesense-local\n")
+    result = ok(install(fresh_install, *options))
+
+    assert "greenhouse  garden:Greenhouse  every 30 s" in result.stdout
+    assert tomllib.loads((fresh_install / CONFIG).read_text())["sensor"][0]["type"] == "garden:Greenhouse"
+    assert f"package: installing {wheel.name}" in result.stdout
+    assert list((fresh_install / "opt/edgesense-local").iterdir()) == [fresh_install / "opt/edgesense-local/garden.py"]
 
 
 def test_a_venv_of_another_python_version_is_made_anew(fresh_install, wheel, wheelhouse):
@@ -447,11 +658,6 @@ ls -A /etc/systemd/system >"$SANDBOX/units"
 """
 
 
-def can_unshare_mounts():
-    return (os.geteuid() == 0 and shutil.which("unshare") is not None
-            and run(["unshare", "--mount", "true"]).returncode == 0)
-
-
 @pytest.mark.skipif(not can_unshare_mounts(), reason="needs root and unshare(1) for a private mount namespace")
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
 def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, wheel, wheelhouse):
@@ -498,7 +704,8 @@ def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, w
 # systemd here: a private mount namespace where every mount but /proc, /sys
 # and /dev is read-only except the service's log, state and runtime folders
 # (ProtectSystem=strict), a writable TMPDIR of its own (PrivateTmp=), no
-# network (PrivateNetwork=), user nobody with no groups, no capabilities and
+# network (PrivateNetwork=), the installed program at its place on the image
+# (/opt/edgesense: the venv names nothing else), user nobody with no groups, no capabilities and
 # no new privileges (User=, CapabilityBoundingSet=, NoNewPrivileges=), the
 # kernel's W^X lock (MemoryDenyWriteExecute=, through PR_SET_MDWE where the
 # kernel has it, 6.3 and later), and the unit's system call filter, computed
@@ -507,8 +714,11 @@ def test_install_on_the_host_creates_the_user_and_starts_the_service(tmp_path, w
 # devices here: the sensors use gpiozero's mock pins).
 SERVICE_SANDBOX = """\
 set -eu
-: "${BASE:?}"
+: "${BASE:?}" "${IMAGE:?}"
 mount --make-rprivate /
+mount -t tmpfs edgesense-test /opt
+mkdir /opt/edgesense
+mount --bind "$IMAGE/opt/edgesense" /opt/edgesense
 for dir in log state run tmp; do mount --bind "$BASE/$dir" "$BASE/$dir"; done
 awk '{ print $5 }' /proc/self/mountinfo | sort -u | while read -r target; do
     case $target in
@@ -679,14 +889,15 @@ def assert_sandboxed(pid):
     assert "ro" in root_mount[5].split(",")
 
 
-def assert_an_operator_reads_status_and_logs(installed, config):
+def assert_an_operator_reads_status_and_logs(service, config):
     """A member of the service's group (nobody's, here) reads the state and the
-    logs over SSH; another user gets one line, not a traceback."""
-    edgesense = installed / VENV / "bin/edgesense"
+    logs over SSH; another user gets one line, not a traceback. They run the
+    installed command where the service's files are (its mount namespace)."""
 
     def as_user(groups, *args):
-        return run(["setpriv", "--reuid=4242", "--regid=4242", f"--groups={groups}" if groups else "--clear-groups",
-                    edgesense, *args, "--config", config])
+        return run(["nsenter", f"--target={service.pid}", "--mount",
+                    "setpriv", "--reuid=4242", "--regid=4242", f"--groups={groups}" if groups else "--clear-groups",
+                    "/" / VENV / "bin/edgesense", *args, "--config", config])
 
     def button_line():
         status = ok(as_user("65534", "status"))
@@ -701,18 +912,16 @@ def assert_an_operator_reads_status_and_logs(installed, config):
     assert len(stranger.stderr.splitlines()) == 1 and "Traceback" not in stranger.stderr
 
 
-def unit_command(key, installed, config):
-    """The unit's own command line, pointed at the --root install."""
+def unit_command(key, config):
+    """The unit's own command line, with the test's config."""
     (line,) = unit_settings(UNIT)[key]
-    line = line.replace("/opt/edgesense", str(installed / "opt/edgesense"))
     return line.replace("/etc/edgesense/config.toml", str(config)).split()
 
 
-@pytest.mark.skipif(not can_unshare_mounts() or shutil.which("setpriv") is None,
-                    reason="needs root, unshare(1) and setpriv(1) to rebuild the unit's sandbox")
+@pytest.mark.skipif(not can_unshare_mounts() or not shutil.which("setpriv") or not shutil.which("nsenter"),
+                    reason="needs root, unshare(1), setpriv(1) and nsenter(1) to rebuild the unit's sandbox")
 @pytest.mark.skipif(ctypes.util.find_library("seccomp") is None, reason="needs libseccomp for the filter")
 @needs_systemd_analyze
-@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
 def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed, start_method):
     base = open_folder()
     try:
@@ -725,10 +934,10 @@ def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed
         notify = NotifySocket(base / "notify/socket")
         environment = dict(os.environ, BASE=str(base), LOCK_DOWN=LOCK_DOWN,
                            ALLOWED_SYSCALLS=" ".join(sorted(unit_syscall_allow_list())),
-                           PYTHON=str(installed / VENV / "bin/python"))
+                           IMAGE=str(installed), PYTHON=str("/" / VENV / "bin/python"))
         service = subprocess.Popen(
             ["unshare", "--mount", "--net", "sh", "-c", SERVICE_SANDBOX, "sandbox",
-             *unit_command("ExecStart", installed, config)],
+             *unit_command("ExecStart", config)],
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         notify.service = service
         try:
@@ -739,7 +948,7 @@ def test_installed_service_runs_reloads_and_stops_in_the_units_sandbox(installed
             children = [state["listener"]["pid"]] + [sensor["pid"] for sensor in state["sensors"]]
             for pid in [service.pid, *children]:
                 assert_sandboxed(pid)
-            assert_an_operator_reads_status_and_logs(installed, config)
+            assert_an_operator_reads_status_and_logs(service, config)
 
             reload = [word.replace("$MAINPID", str(service.pid)) for word in unit_settings(UNIT)["ExecReload"][0].split()]
             ok(run(reload))
@@ -811,6 +1020,8 @@ def test_firstboot_installs_from_the_boot_partition_then_disarms(boot_partition)
     assert (payload / "firstboot.sh.done").is_file()
     assert "install.sh: unit: installing" in (payload / "firstboot.log").read_text()
     assert "disarmed" in result.stdout
+    # the wheels came from the image's own boot partition: still nothing names the root
+    assert [name for name in names_of(boot_partition) if not name.startswith("boot/")] == []
 
 
 FIRSTBOOT_SCRIPT = SANDBOX_SETUP + """\
@@ -872,6 +1083,7 @@ cp -a "$PAYLOAD" /boot/firmware/edgesense
 sh /boot/firmware/edgesense/firstboot.sh --arm
 /bin/sh /boot/firmware/edgesense/firstboot.sh >"$SANDBOX/first.out" 2>&1 || echo $? >"$SANDBOX/first.status"
 cp /boot/firmware/edgesense/firstboot.log "$SANDBOX/first.log"
+[ ! -e /etc/edgesense/config.toml ] || echo "installed" >"$SANDBOX/config-after-first"
 ls -A /etc/systemd/system/multi-user.target.wants >"$SANDBOX/wants-after-first"
 printf '%s\\n' '[[sensor]]' 'name = "load"' 'type = "load_average"' 'interval = 10.0' \\
     >>/boot/firmware/edgesense/config.toml
@@ -899,9 +1111,11 @@ def test_a_config_error_at_first_boot_is_fixed_on_the_boot_partition(boot_partit
     outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
     assert result.returncode == 0, f"{result.stderr}\n{outputs}"
     assert (sandbox / "first.status").read_text() == "1\n"
-    assert "/etc/edgesense/config.toml: sensor: no [[sensor]] section" in (sandbox / "first.log").read_text()
+    # the error names the file to fix; the config was not installed
+    assert "/boot/firmware/edgesense/config.toml: sensor: no [[sensor]] section" in (sandbox / "first.log").read_text()
+    assert not (sandbox / "config-after-first").exists()
     assert "edgesense-firstboot.service" in (sandbox / "wants-after-first").read_text().split()
-    assert "install.sh: config: replacing /etc/edgesense/config.toml" in outputs["second"]
+    assert "install.sh: config: writing /etc/edgesense/config.toml" in outputs["second"]
     assert "firstboot.sh: disarmed" in outputs["second"]
     assert "edgesense-firstboot.service" not in (sandbox / "wants-after-second").read_text().split()
     installed = tomllib.loads((sandbox / "installed.toml").read_text())

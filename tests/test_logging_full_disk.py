@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from helpers import wait_for
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
 
 WAIT = 20.0
@@ -35,13 +36,6 @@ def timed_writer(sender, label, count, duration):
     duration.value = time.monotonic() - started
 
 
-def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def small_tmpfs(tmp_path):
     mount_point = tmp_path / "logs"
@@ -62,7 +56,7 @@ class Tree:
         self.listener = ctx.Process(target=listener_with_stderr, args=(transport.receiver, settings, stderr_path),
                                     daemon=True)  # a failed test must not leave it running
         self.listener.start()
-        wait_for(lambda: (settings.dir / "edgesense.log").exists(), "the listener")
+        wait_for(lambda: (settings.dir / "edgesense.log").exists(), WAIT, what="the listener")
 
     def write(self, label, count):
         """Log ``count`` records from a new process; returns how long it took."""
@@ -109,10 +103,10 @@ def test_full_tmpfs(mp_context, small_tmpfs, tmp_path):
     with LogTransport.create() as transport:
         tree = Tree(mp_context, transport, settings, tmp_path / "stderr")
         assert tree.write("before", 50) < WAIT
-        wait_for(lambda: len(tree.logged("before")) == 50, "the records before")
+        wait_for(lambda: len(tree.logged("before")) == 50, WAIT, what="the records before")
         fill(small_tmpfs)
         assert tree.write("full", 300) < 5.0  # not stalled: the listener keeps draining
-        wait_for(lambda: "cannot write" in tree.stderr(), "the report")
+        wait_for(lambda: "cannot write" in tree.stderr(), WAIT, what="the report")
         os.unlink(small_tmpfs / "filler")
         tree.write("after", 50)
         tree.stop()
@@ -132,11 +126,11 @@ def test_file_size_limit(tmp_path):
     with LogTransport.create() as transport:
         tree = Tree(ctx, transport, settings, tmp_path / "stderr")
         tree.write("before", 50)
-        wait_for(lambda: len(tree.logged("before")) == 50, "the records before")
+        wait_for(lambda: len(tree.logged("before")) == 50, WAIT, what="the records before")
         limit = (settings.dir / "edgesense.log").stat().st_size + 1000
         resource.prlimit(tree.listener.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
         assert tree.write("full", 300) < 5.0
-        wait_for(lambda: "cannot write" in tree.stderr(), "the report")
+        wait_for(lambda: "cannot write" in tree.stderr(), WAIT, what="the report")
         resource.prlimit(tree.listener.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         tree.write("after", 50)
         tree.stop()
@@ -174,11 +168,11 @@ def test_a_foreign_file_over_the_budget_pauses_logging_until_it_goes(mp_context,
     with LogTransport.create() as transport:
         tree = Tree(mp_context, transport, settings, tmp_path / "stderr")
         tree.write("before", 1000)
-        wait_for(lambda: len(logged_everywhere(settings.dir, "before")) == 1000, "the records before")
+        wait_for(lambda: len(logged_everywhere(settings.dir, "before")) == 1000, WAIT, what="the records before")
         history = rotated_log_names(settings.dir)
         (settings.dir / "core.dump").write_bytes(os.urandom(150_000))
         tree.write("during", 600)
-        wait_for(lambda: "does not fit" in tree.stderr(), "the report")
+        wait_for(lambda: "does not fit" in tree.stderr(), WAIT, what="the report")
         assert len(rotated_log_names(settings.dir)) >= len(history) >= 4
         os.unlink(settings.dir / "core.dump")
         time.sleep(1.1)

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from helpers import wait_for
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
 
 WAIT = 20.0
@@ -179,13 +180,6 @@ def burst_writer(sender):
         number += 1
 
 
-def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
 def last_steady_number(settings):
     """The highest steady record number written so far, or -1."""
     try:
@@ -210,7 +204,7 @@ def test_sigkill_of_writers_never_stops_another_process_logging(mp_context, tran
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(WAIT)
         seen = last_steady_number(settings)
-        wait_for(lambda: last_steady_number(settings) > seen, "a steady record after the kill")
+        wait_for(lambda: last_steady_number(settings) > seen, WAIT, what="a steady record after the kill")
     stop.set()
     join_all([steady])
     stop_listener(transport, listener)
@@ -225,7 +219,7 @@ def test_a_new_listener_writes_what_was_sent_while_none_ran(mp_context, transpor
     writer = log_to(target=numbered_writer, args=(transport.sender, 1, 20))
     writer.start()
     join_all([writer])
-    wait_for(lambda: "writer 1 record 19" in (settings.dir / "edgesense.log").read_text(), "the first batch")
+    wait_for(lambda: "writer 1 record 19" in (settings.dir / "edgesense.log").read_text(), WAIT, what="the first batch")
     os.kill(first.pid, signal.SIGKILL)
     first.join(WAIT)
 
@@ -264,13 +258,13 @@ def test_listener_exits_when_its_parent_dies(mp_context, transport, settings):
     supervisor = mp_context.Process(target=supervisor_with_listener,
                                     args=(transport.receiver, settings, listener_pid, mp_context.get_start_method()))
     supervisor.start()
-    wait_for(lambda: listener_pid.value and (settings.dir / "edgesense.log").exists(), "the listener")
+    wait_for(lambda: listener_pid.value and (settings.dir / "edgesense.log").exists(), WAIT, what="the listener")
     writer = mp_context.Process(target=numbered_writer, args=(transport.sender, 1, 5))
     writer.start()
     join_all([writer])
     os.kill(supervisor.pid, signal.SIGKILL)
     supervisor.join(WAIT)
-    wait_for(lambda: process_is_gone(listener_pid.value), "the orphaned listener to exit")
+    wait_for(lambda: process_is_gone(listener_pid.value), WAIT, what="the orphaned listener to exit")
     assert log_messages(settings) == [f"writer 1 record {n}" for n in range(5)]
 
 
@@ -291,7 +285,7 @@ def test_fifty_times_the_budget_never_overfills_the_directory(mp_context, transp
     budget = 48 * 1024
     settings = LogSettings(dir=tmp_path / "logs", max_file_bytes=16 * 1024, max_total_bytes=budget, console=False)
     listener = start_listener(mp_context, transport, settings)
-    wait_for(lambda: (settings.dir / "edgesense.log").exists(), "the listener")
+    wait_for(lambda: (settings.dir / "edgesense.log").exists(), WAIT, what="the listener")
     count = 50 * budget // (2 * 100)  # two writers; a record makes ~100 bytes of log and readings
     writers = [mp_context.Process(target=numbered_writer, args=(transport.sender, w, count)) for w in range(2)]
     for writer in writers:
@@ -327,7 +321,7 @@ def paced_writer(sender, count, per_second):
 def test_tail_follows_the_live_file_across_rotations(mp_context, transport, tmp_path):
     settings = LogSettings(dir=tmp_path / "logs", max_file_bytes=2048, max_total_bytes=64 * 1024, console=False)
     listener = start_listener(mp_context, transport, settings)
-    wait_for(lambda: (settings.dir / "edgesense.log").exists(), "the live file")
+    wait_for(lambda: (settings.dir / "edgesense.log").exists(), WAIT, what="the live file")
     with subprocess.Popen(["tail", "-F", "-n", "+1", str(settings.dir / "edgesense.log")],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as tail:
         try:
@@ -384,7 +378,7 @@ def test_burst_without_listener_returns_promptly_and_the_drops_are_logged(mp_con
     listener = start_listener(mp_context, transport, settings)
     probe = logging.makeLogRecord({"msg": "probe", "levelno": logging.INFO, "levelname": "INFO"})
     transport.sender.put_nowait(probe)  # behind every queued record: once written, the listener has drained
-    wait_for(lambda: "probe" in log_messages(settings), "the listener to drain")
+    wait_for(lambda: "probe" in log_messages(settings), WAIT, what="the listener to drain")
     go_on.set()
     join_all([writer])
     stop_listener(transport, listener)

@@ -1,6 +1,8 @@
 """One supervised sensor's state machine, driven by a hand-written process
 stand-in and an injected clock."""
 
+import dataclasses
+
 import pytest
 
 from app.config import SensorConfig, SupervisorSettings
@@ -126,10 +128,12 @@ def crash_and_restart(managed, clock, times):
     return delays
 
 
-def test_running_to_backoff_with_doubling_delays_capped(managed, clock):
+def test_running_to_backoff_with_doubling_delays_capped(clock):
+    policy = dataclasses.replace(POLICY, max_restarts=10)  # room to reach the cap before failed
+    managed = ManagedSensor(SensorConfig(name="door", type="button", interval=1.0), policy, now=clock)
     start(managed, 10)
-    assert crash_and_restart(managed, clock, 3) == [1.0, 2.0, 4.0]
-    assert managed.restarts == 3
+    assert crash_and_restart(managed, clock, 6) == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert managed.restarts == 6
 
 
 def test_backoff_to_failed_after_burst(managed, clock):

@@ -55,13 +55,14 @@ def test_calibration_turns_the_count_into_a_unit(adc, mock_factory):
 
 def test_channel_out_of_range_for_the_chip_is_reported():
     problems = registry.check_options("analog", {"chip": "MCP3004", "channel": 4})
-    assert problems == [("channel", "must be between 0 and 3, not 4")]
+    assert problems == [("channel", "4 is out of range; expected a number >= 0 and <= 3")]
 
 
 def test_unknown_chip_is_reported():
     problems = registry.check_options("analog", {"chip": "MCP9999"})
     assert len(problems) == 1 and problems[0][0] == "chip"
-    assert "'MCP3008'" in problems[0][1]
+    assert problems[0][1].startswith('"MCP9999" is not allowed; expected one of MCP3001, MCP3002,')
+    assert "MCP3008" in problems[0][1]
 
 
 @pytest.mark.parametrize("chip", sorted(CHANNELS))

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from sensors import registry
+from sensors import pins, registry
 from sensors.base import Reading, Sensor
 
 PLAIN_CLASS = '''
@@ -82,18 +82,18 @@ def test_a_plain_class_gets_its_options_checked_from_its_signature(custom_module
     type_name = f"{custom_module(PLAIN_CLASS)}:Hygrometer"
     assert registry.check_options(type_name, {"pin": 4, "label": 3}) == []
     assert registry.check_options(type_name, {"offest": 1.0, "pin": "4"}) == [
-        ("offest", f"unknown option for type '{type_name}'; did you mean 'offset'?"),
-        ("pin", "must be an integer, not '4'"),
+        ("offest", f"unknown key; did you mean offset? (keys of type {type_name}: pin, offset, label)"),
+        ("pin", '"4" is a string; expected an integer'),
     ]
     assert registry.check_options(type_name, {}) == [
-        ("pin", f"missing (type '{type_name}' requires it)")]
+        ("pin", f"missing; type {type_name} requires it")]
     assert not registry.uses_gpio(registry.resolve(type_name))
 
 
 def test_a_sensor_subclass_gets_the_pin_factory_and_its_own_checks(custom_module):
     type_name = f"{custom_module(SENSOR_SUBCLASS)}:Barometer"
     assert registry.uses_gpio(registry.resolve(type_name))
-    assert registry.pins_of(type_name, {"pin": 2}) == ["GPIO2"]
+    assert pins.pins_of(type_name, {"pin": 2}) == ["GPIO2"]
     assert registry.check_options(type_name, {"pin": 2, "address": 0x20}) == [
         ("address", "must be 0x76 or 0x77")]
     factory = object()

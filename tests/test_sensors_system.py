@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from sensors import registry
+from sensors import pins, registry
 from sensors.base import Reading
 
 
@@ -51,9 +51,9 @@ def test_missing_sensor_file_fails_the_read(tmp_path):
 def test_system_sensors_need_no_pin_factory():
     for name in ("cpu_temperature", "load_average", "disk_usage"):
         assert not registry.uses_gpio(registry.resolve(name))
-        assert registry.pins_of(name, {}) == []
+        assert pins.pins_of(name, {}) == []
 
 
 def test_load_average_minutes_must_be_1_5_or_15():
     assert registry.check_options("load_average", {"minutes": 10}) == [
-        ("minutes", "must be one of 1, 5, 15, not 10")]
+        ("minutes", "10 is not allowed; expected one of 1, 5, 15")]

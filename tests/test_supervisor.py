@@ -8,16 +8,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from running_tree import RunningTree, wait_for
-
-START_METHODS = ["fork", "forkserver", "spawn"]
-
+from helpers import edgesense_command, edgesense_environment, wait_for
+from running_tree import RunningTree, session_pids
 
 
 def sensor(name, kind, **keys):
@@ -32,11 +28,6 @@ def counter(name, interval=0.2):
 
 
 COUNTERS = counter("alpha") + counter("beta")
-
-
-@pytest.fixture(params=START_METHODS)
-def start_method(request):
-    return request.param
 
 
 @pytest.fixture
@@ -219,6 +210,7 @@ def test_systemd_notify_ready_status_watchdog_stopping(make_tree, tmp_path):
 
     receive_until(lambda m: m == "READY=1")
     ready_at = messages[-1][0]
+    receive_until(lambda m: m.startswith("STATUS=2/2 sensors running"))  # spawn may take a while
     receive_until(lambda m: False if time.monotonic() - ready_at < 1.0 else True)
     tree.signal(signal.SIGTERM)
     receive_until(lambda m: m == "STOPPING=1")
@@ -238,10 +230,12 @@ def test_state_file_follows_the_tree(make_tree):
     alpha, beta = tree.wait_running("alpha", "beta")
     state = tree.state()
     assert state["supervisor"]["pid"] == tree.pid
-    assert state["listener"] == {"pid": state["listener"]["pid"], "state": "running", "restarts": 0,
+    listener = state["listener"]["pid"]
+    assert state["listener"] == {"pid": listener, "state": "running", "restarts": 0,
                                  "last_exit": None, "next_retry": None}
     assert state["supervisor"]["state"] == "running"
-    assert tree.process.pid in (state["supervisor"]["pid"],)
+    assert listener not in (tree.pid, alpha["pid"], beta["pid"])
+    assert {listener, alpha["pid"], beta["pid"]} <= set(session_pids(tree.pid)), "live, in the tree"
     for entry in (alpha, beta):
         os.kill(entry["pid"], 0)
         assert entry["type"] == "sensorkit:Counter"
@@ -396,9 +390,7 @@ def test_a_dead_fork_server_cuts_off_its_children_which_are_killed_and_restarted
 
 
 def test_sighup_to_the_demo_changes_nothing(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "EDGESENSE_CONFIG"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    process = subprocess.Popen([sys.executable, "-m", "app", "run"], cwd=tmp_path, env=env,
+    process = subprocess.Popen(edgesense_command("run"), cwd=tmp_path, env=edgesense_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = tmp_path / "edgesense-logs" / "edgesense.log"
     try:
@@ -485,7 +477,7 @@ def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
     killed_at = time.monotonic()
     os.kill(alpha["pid"], signal.SIGKILL)
     back = wait_for(lambda: (s := tree.sensor_state("alpha")) and s["pid"] not in (None, alpha["pid"]) and s,
-                    10, interval=0.02, what="alpha back in the state file")
+                    10, what="alpha back in the state file")
     assert time.monotonic() - killed_at < 0.5 + 1.0
     assert back["restarts"] == 1 and back["last_exit"] == "signal SIGKILL"
     (ended,) = wait_for(lambda: tree.log_lines("sensor alpha: ended with signal SIGKILL; restart in 0.5 s"), 5,
@@ -493,8 +485,7 @@ def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
     (restarted,) = wait_for(lambda: tree.log_lines(f"sensor alpha: restarted as pid {back['pid']} (restart 1)"),
                             5, what="restart line")
     assert log_time(restarted) - log_time(ended) < 0.5 + 1.0
-    status = subprocess.run([sys.executable, "-m", "app", "status", "--config", str(tree.config_path)],
-                            env=tree.env, capture_output=True, text=True, timeout=30)
+    status = run_edgesense(tree, "status", "--config", str(tree.config_path))
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[2:]}
     assert rows["alpha"][3] == str(back["pid"])
     assert rows["stuck"][2:4] == ["stopping", str(tree.sensor_state("stuck")["pid"])]
@@ -531,7 +522,13 @@ def test_a_listener_that_cannot_start_stops_the_tree_with_one_clear_line(make_tr
 
 
 def snapshot(directory):
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(directory).rglob("*"))}
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*"))}
+
+
+def run_edgesense(tree, *args):
+    """``edgesense ARGS`` beside a running tree, with its environment."""
+    return subprocess.run(edgesense_command(*args), cwd=tree.dir, env=tree.env, capture_output=True, text=True,
+                          timeout=30)
 
 
 def test_a_second_run_on_the_same_config_says_who_runs_and_writes_nothing(make_tree):
@@ -539,8 +536,7 @@ def test_a_second_run_on_the_same_config_says_who_runs_and_writes_nothing(make_t
     tree.wait_readings("slow", 1)
     tree.wait_running("slow")
     before = snapshot(tree.dir)
-    second = subprocess.run([sys.executable, "-m", "app", "run", "--config", str(tree.config_path)],
-                            env=tree.env, cwd=tree.dir, capture_output=True, text=True, timeout=30)
+    second = run_edgesense(tree, "run", "--config", str(tree.config_path))
     assert second.returncode == 2
     started = json.loads((tree.state_path.parent / (tree.state_path.name + ".lock")).read_text())["since"]
     since = datetime.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
@@ -548,14 +544,12 @@ def test_a_second_run_on_the_same_config_says_who_runs_and_writes_nothing(make_t
                              f"not starting a second tree (lock {tree.state_path}.lock)\n")
     assert second.stdout == ""
     assert snapshot(tree.dir) == before
-    status = subprocess.run([sys.executable, "-m", "app", "status", "--config", str(tree.config_path)],
-                            env=tree.env, capture_output=True, text=True, timeout=30)
+    status = run_edgesense(tree, "status", "--config", str(tree.config_path))
     assert status.returncode == 0
     tree.process.kill()
     tree.process.wait(5)
     wait_for(lambda: tree.leftovers() == [], 10, what="the tree gone")
-    status = subprocess.run([sys.executable, "-m", "app", "status", "--config", str(tree.config_path)],
-                            env=tree.env, capture_output=True, text=True, timeout=30)
+    status = run_edgesense(tree, "status", "--config", str(tree.config_path))
     assert status.returncode == 1
     assert status.stdout.startswith(f"edgesense is not running (supervisor pid {tree.pid} is gone)")
 

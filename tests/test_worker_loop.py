@@ -272,18 +272,6 @@ def test_scheduler_is_a_schedule_scheduler_with_its_own_jobs():
     assert first.idle_seconds == 0.0
 
 
-def test_open_pin_factory_by_name():
-    from gpiozero.pins.mock import MockFactory
-
-    from app.worker import open_pin_factory
-    assert open_pin_factory(None) is None
-    factory = open_pin_factory("MOCK")
-    assert isinstance(factory, MockFactory)
-    factory.close()
-    with pytest.raises(ValueError, match=r"unknown pin factory 'gpio' \(known: .*mock"):
-        open_pin_factory("gpio")
-
-
 def test_a_zero_interval_is_refused():
     with pytest.raises(ValueError, match="interval must be greater than 0"):
         ReadScheduler(FakeClock()).add(0, lambda: None)

@@ -20,6 +20,7 @@ from app.config import SensorConfig
 from app.heartbeat import Heartbeat
 from app.worker import run_worker
 from app.worker_exit import WorkerExit
+from helpers import wait_for
 from logging_setup import LogSettings, LogTransport, run_listener
 
 WAIT = 15.0
@@ -169,20 +170,12 @@ def tree(mp_context, tmp_path):
     tree.close()
 
 
-def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {WAIT} s for {what}")
-        time.sleep(0.02)
-
-
 def test_worker_logs_readings_at_its_interval_and_stops_on_request(tree, probes, tmp_path):
     marker = tmp_path / "released"
     config = SensorConfig(name="door", type=f"{probes}:PinProbe", interval=INTERVAL,
                           options={"pin": 17, "marker": str(marker)})
     process, heartbeat, stop = tree.start_worker(config)
-    wait_for(lambda: heartbeat.readings >= 5, "five readings")
+    wait_for(lambda: heartbeat.readings >= 5, WAIT, what="five readings")
     stop.send("stop")
     process.join(WAIT)
     assert process.exitcode == WorkerExit.STOPPED
@@ -205,7 +198,7 @@ def test_worker_keeps_its_period_with_a_read_taking_40_percent(tree, probes):
     config = SensorConfig(name="slow", type=f"{probes}:SlowProbe", interval=INTERVAL,
                           options={"seconds": 0.4 * INTERVAL})
     process, heartbeat, stop = tree.start_worker(config)
-    wait_for(lambda: heartbeat.readings >= 11, "eleven readings")
+    wait_for(lambda: heartbeat.readings >= 11, WAIT, what="eleven readings")
     stop.send("stop")
     process.join(WAIT)
     assert process.exitcode == WorkerExit.STOPPED
@@ -218,7 +211,7 @@ def test_worker_keeps_its_period_with_a_read_taking_40_percent(tree, probes):
 def test_a_long_interval_worker_stops_at_once_when_asked(tree):
     config = SensorConfig(name="patient", type="disk_usage", interval=600.0)
     process, heartbeat, stop = tree.start_worker(config)
-    wait_for(lambda: heartbeat.readings == 1, "the first reading")
+    wait_for(lambda: heartbeat.readings == 1, WAIT, what="the first reading")
     asked = time.monotonic()
     stop.send_bytes(b"stop")
     process.join(WAIT)
@@ -233,7 +226,7 @@ def test_worker_gives_lgpio_a_writable_directory_and_logs_warnings(tree, probes,
     config = SensorConfig(name="env", type=f"{probes}:EnvProbe", interval=600.0,
                           options={"marker": str(marker)})
     process, heartbeat, stop = tree.start_worker(config)
-    wait_for(lambda: heartbeat.readings == 1, "the first reading")
+    wait_for(lambda: heartbeat.readings == 1, WAIT, what="the first reading")
     stop.send_bytes(b"stop")
     process.join(WAIT)
     tree.finish()
@@ -250,7 +243,7 @@ def test_closing_the_stop_pipe_stops_the_worker(tree, mp_context):
         pytest.skip("a forked worker inherits the write end, so no EOF comes")
     config = SensorConfig(name="eof", type="disk_usage", interval=INTERVAL)
     process, heartbeat, stop = tree.start_worker(config)
-    wait_for(lambda: heartbeat.readings >= 1, "a first reading")
+    wait_for(lambda: heartbeat.readings >= 1, WAIT, what="a first reading")
     stop.close()
     process.join(WAIT)
     assert process.exitcode == WorkerExit.STOPPED
@@ -261,11 +254,11 @@ def test_worker_ignores_sigterm_and_sigint(tree, probes):
     config = SensorConfig(name="calm", type=f"{probes}:SlowProbe", interval=INTERVAL,
                           options={"seconds": 0.0})
     process, heartbeat, stop = tree.start_worker(config)
-    wait_for(lambda: heartbeat.readings >= 1, "a first reading")
+    wait_for(lambda: heartbeat.readings >= 1, WAIT, what="a first reading")
     os.kill(process.pid, signal.SIGTERM)
     os.kill(process.pid, signal.SIGINT)
     seen = heartbeat.readings
-    wait_for(lambda: heartbeat.readings >= seen + 3, "readings after the signals")
+    wait_for(lambda: heartbeat.readings >= seen + 3, WAIT, what="readings after the signals")
     assert process.is_alive()
     stop.send("stop")
     process.join(WAIT)
@@ -352,6 +345,6 @@ def test_worker_exits_when_its_supervisor_is_killed(tree, mp_context):
     worker_pid = report_reader.recv()
     supervisor.kill()
     supervisor.join(WAIT)
-    wait_for(lambda: has_exited(worker_pid), "the orphaned worker to exit")
+    wait_for(lambda: has_exited(worker_pid), WAIT, what="the orphaned worker to exit")
     tree.finish()
     assert any("sensor=orphan stopped" in line for line in tree.log_lines())
