@@ -33,7 +33,8 @@ from app.config import ConfigError, load_config
 from app.exit_status import ExitStatus
 from app.heartbeat import Heartbeat
 from app.notify import Notifier
-from app.process import Launched, ManagedChild, ManagedSensor, RestartPolicy, sensor_launched, sensor_policy
+from app.process import (Launched, ManagedChild, ManagedSensor, RestartPolicy, TransitionError, sensor_launched,
+                         sensor_policy)
 from app.proctitle import name_process
 from app.statefile import write_state
 from app.states import ALIVE, SUPERVISOR_TRANSITIONS, WAITING, ChildState, SupervisorPhase
@@ -209,7 +210,7 @@ class Supervisor:
         self.started_wall = time.time()
         self.phase = SupervisorPhase.STARTING
         self.phase_changed = True
-        self.exit_status = 0
+        self.exit_status = ExitStatus.OK
         self.stopped_logged = False
         self.pending_signals = []
         self.stop_signal = None
@@ -229,7 +230,9 @@ class Supervisor:
         return [*self.sensors.values(), *self.retiring]
 
     def _set_phase(self, phase):
-        assert (self.phase, phase) in SUPERVISOR_TRANSITIONS, (self.phase, phase)
+        """The one place the phase changes; only along SUPERVISOR_TRANSITIONS."""
+        if (self.phase, phase) not in SUPERVISOR_TRANSITIONS:
+            raise TransitionError(f"supervisor: {self.phase.value} -> {phase.value}")
         self.phase = phase
         self.phase_changed = True
 
@@ -287,7 +290,7 @@ class Supervisor:
             self._advance_stop()
         self._publish()
 
-    def begin_stop(self, reason, exit_status=0):
+    def begin_stop(self, reason, exit_status=ExitStatus.OK):
         """RUNNING -> STOPPING: ask every child but the listener to stop;
         the listener stops after them (``_advance_stop``)."""
         if self.phase is not SupervisorPhase.RUNNING:
