@@ -20,12 +20,16 @@ same words as a sensor's.
 
 import datetime
 import json
+import math
 import os
 import time
 from pathlib import Path
 
+from app.readfile import open_regular
+from app.statefile import process_identity
 from app.states import SupervisorPhase
 from app.treelock import lock_held
+from logging_setup.formats import escape
 from logging_setup.names import READINGS_FILE_NAME
 
 READINGS_TAIL_BYTES = 16384
@@ -40,45 +44,89 @@ PID_MAX_LIMIT = 1 << 22
 """Linux's highest possible process id (``/proc/sys/kernel/pid_max`` is at most this)."""
 
 
+MAX_STATE_BYTES = 1 << 20
+"""A state file is a few kilobytes; a bigger one is not read."""
+
+MAX_NUMBER = 1e15
+"""A timestamp or count beyond this is nonsense, not a state."""
+
+
 class StateFileError(Exception):
     """The state file is missing or unreadable: one line for the person."""
 
 
 def read_state(path):
-    """The state file's text and its parsed content."""
+    """The state file's text and its parsed content. Anything but a state
+    file (missing, a FIFO, too big, not JSON, nonsense values) is one line
+    in a StateFileError."""
     path = Path(path)
+    text = _read_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        state = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as error:
+        raise StateFileError(f"{path}: not a state file (invalid JSON: {error})") from None
+    problem = _nonsense_in(state)
+    if problem:
+        raise StateFileError(f"{path}: not a state file ({problem})")
+    return text, state
+
+
+def _read_text(path):
+    try:
+        with open_regular(path) as file:
+            data = file.read(MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         raise StateFileError(f"edgesense is not running: no state file at {path}") from None
     except OSError as error:
         raise StateFileError(f"cannot read the state file {path}: {error.strerror or error}") from None
+    if len(data) > MAX_STATE_BYTES:
+        raise StateFileError(f"{path}: not a state file (over {MAX_STATE_BYTES} bytes)")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise StateFileError(f"{path}: not a state file (not UTF-8 text at byte {error.start})") from None
-    try:
-        state = json.loads(text)
-    except ValueError as error:
-        raise StateFileError(f"{path}: not a state file (invalid JSON: {error})") from None
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a number a state file holds")
+
+
+def _nonsense_in(state):
+    """What makes ``state`` no state file, or None."""
     if not isinstance(state, dict) or not isinstance(state.get("supervisor"), dict):
-        raise StateFileError(f"{path}: not a state file (no supervisor entry)")
+        return "no supervisor entry"
     pid = state["supervisor"].get("pid")
     if not _is_pid(pid):
-        raise StateFileError(f"{path}: not a state file (supervisor pid {json.dumps(pid)} "
-                             "is not a process id)")
-    return text, state
+        return f"supervisor pid {json.dumps(pid)} is not a process id"
+    if not isinstance(state.get("listener", {}), (dict, type(None))):
+        return "the listener entry is not a table"
+    sensors = state.get("sensors", [])
+    if not isinstance(sensors, (list, type(None))) or not all(isinstance(item, dict) for item in sensors or []):
+        return "the sensors entry is not a list of tables"
+    for entry in [state["supervisor"], state.get("listener") or {}, *(sensors or [])]:
+        for key, value in entry.items():
+            if isinstance(value, (int, float)) and not _is_number(value) and not isinstance(value, bool):
+                return f"{key} is out of range"
+    return None
 
 
 def _is_pid(value):
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= PID_MAX_LIMIT
 
 
-def process_alive(pid):
+def process_alive(pid, writer=None):
     """Whether ``pid`` is a live process: the fallback for a state file
-    without a lock file beside it. (A pid reused after a reboot would look
-    alive; comparing start times instead is wrong on a board without a
-    real-time clock, whose wall clock jumps when NTP syncs.)"""
+    without a lock file beside it. With ``writer`` (the identity the state
+    file was stamped with, ``statefile.process_identity``), whether it is
+    still that process: same boot, same start in ticks since boot, so a pid
+    reused later (after a crash or a reboot) is told apart without looking
+    at the wall clock, which jumps on a board without a real-time clock."""
     if not _is_pid(pid):
         return False
+    if isinstance(writer, dict) and writer.get("pid") == pid and "start_ticks" in writer:
+        now = process_identity(pid)
+        return now is not None and (now["boot_id"], now["start_ticks"]) == (writer.get("boot_id"),
+                                                                            writer.get("start_ticks"))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -94,7 +142,7 @@ def latest_readings(log_dir, tail_bytes=READINGS_TAIL_BYTES):
     file. The supervisor refreshes the state file only every few seconds,
     the listener writes every reading as it comes."""
     try:
-        with open(Path(log_dir) / READINGS_FILE_NAME, "rb") as file:
+        with open_regular(Path(log_dir) / READINGS_FILE_NAME) as file:
             start = max(0, file.seek(0, os.SEEK_END) - tail_bytes)
             file.seek(start)
             tail = file.read(tail_bytes)
@@ -148,7 +196,8 @@ def describe_state(state, now=None, lock_file=None):
     listener = state.get("listener") or {}
     held = lock_held(lock_file) if lock_file is not None else None
     stopped = supervisor.get("state") == "stopped" and not held  # the supervisor's last write on its way out
-    running = not stopped and (held if held is not None else process_alive(supervisor.get("pid")))
+    running = not stopped and (held if held is not None
+                               else process_alive(supervisor.get("pid"), state.get("writer")))
     started = supervisor.get("started")
     if stopped:
         head = "edgesense is not running (it stopped); last known state:"
@@ -163,7 +212,7 @@ def describe_state(state, now=None, lock_file=None):
     else:
         head = (f"edgesense is not running (supervisor pid {supervisor.get('pid')} is gone); "
                 "last known state:")
-    return [head] + _sensor_table(state.get("sensors") or [], now), running
+    return [escape(head)] + _sensor_table(state.get("sensors") or [], now), running
 
 
 def _listener(listener):
@@ -182,7 +231,7 @@ def _written_ago(updated, now):
 
 def _sensor_table(sensors, now):
     header = ("SENSOR", "TYPE", "STATE", "PID", "RESTARTS", "LAST EXIT", "LAST READING", "NEXT RETRY")
-    rows = [header] + [_sensor_row(sensor, now) for sensor in sensors if isinstance(sensor, dict)]
+    rows = [header] + [tuple(map(escape, _sensor_row(sensor, now))) for sensor in sensors if isinstance(sensor, dict)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
             for row in rows]
@@ -221,7 +270,13 @@ def _or_dash(value):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float within MAX_NUMBER (not a bool)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and abs(value) <= MAX_NUMBER
+    except OverflowError:
+        return False
 
 
 def _duration(seconds):

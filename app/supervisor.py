@@ -39,7 +39,7 @@ from app.proctitle import name_process
 from app.statefile import write_state
 from app.states import ALIVE, SUPERVISOR_TRANSITIONS, WAITING, ChildState, SupervisorPhase
 from app.treelock import AlreadyRunning, TreeLock, TreeLockError, lock_path
-from app.worker import run_worker
+from app.worker import run_worker, sending_level
 from logging_setup import LogTransport, configure_process, run_listener
 from logging_setup.signals import TREE_SIGNALS
 from sensors import pins, registry
@@ -151,8 +151,8 @@ class ProcessLauncher:
         """``(receiver, sender)`` of a one-way pipe."""
         return self.ctx.Pipe(duplex=False)
 
-    def heartbeat(self):
-        return Heartbeat.create(self.ctx)
+    def heartbeat(self, previous=None):
+        return Heartbeat.create(self.ctx, previous=previous)
 
     def moment(self):
         """A shared double (``.value``, 0 until a child sets it)."""
@@ -384,10 +384,15 @@ class Supervisor:
     # -- children ---------------------------------------------------------
 
     def _new_sensor(self, sensor):
-        return ManagedSensor(sensor, self.config.supervisor, self._now, launch=lambda: self._launch_worker(sensor))
+        managed = ManagedSensor(sensor, self.config.supervisor, self._now,
+                                launch=lambda: self._launch_worker(managed))
+        return managed
 
-    def _launch_worker(self, sensor):
-        heartbeat = self.launcher.heartbeat()
+    def _launch_worker(self, managed):
+        """A new process for ``managed``; its heartbeat remembers how the
+        last one failed to build, so the same failure again is one line."""
+        sensor = managed.sensor
+        heartbeat = self.launcher.heartbeat(previous=managed.heartbeat)
         stop_receiver, stop_sender = self.launcher.pipe()
         try:
             process = self.launcher.start(
@@ -596,15 +601,15 @@ class Supervisor:
 
     def _apply(self, new):
         """Start added sensors, stop removed ones, restart changed ones and
-        leave the others running. A new log level reaches every process, so
-        it restarts every sensor. Each sensor starts as soon as nothing it
-        needs is still stopping (``_start_unblocked``): one that is slow to
-        stop delays only the sensors that share its pins."""
+        leave the others running. A new log level that changes what a worker
+        sends (to or from DEBUG) restarts every sensor. Each sensor starts as
+        soon as nothing it needs is still stopping (``_start_unblocked``): one
+        that is slow to stop delays only the sensors that share its pins."""
         old = self.config
         if new.supervisor.start_method != old.supervisor.start_method:
             logger.warning("start_method changes take effect when edgesense restarts")
         new_sensors = {s.name: s for s in new.sensors}
-        everything_changed = new.gpio != old.gpio or new.logging.level != old.logging.level
+        everything_changed = new.gpio != old.gpio or _sends_differently(new.logging, old.logging)
         removed = [m for name, m in self.sensors.items() if name not in new_sensors]
         changed = [
             m for name, m in self.sensors.items()
@@ -744,6 +749,12 @@ class Supervisor:
 
 def _how_it_ended(child):
     return "was cut off (the fork server died)" if child.was_cut_off else f"ended with {child.last_exit}"
+
+
+def _sends_differently(new, old):
+    """Whether a worker sends other records under the ``[logging]``
+    settings ``new`` than under ``old``."""
+    return sending_level(new.level) != sending_level(old.level)
 
 
 def _keep_start_method(new, old):

@@ -73,7 +73,7 @@ class EdgesensePath:
 
     def lines(self):
         directory = self.settings.dir
-        rotated = sorted(directory.glob("edgesense.log.*"), key=lambda path: -int(path.name.split(".")[2]))
+        rotated = sorted(directory.glob("edgesense.log.*"), key=lambda path: int(path.name.split(".")[2]))
         data = b"".join(gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes() for p in rotated)
         return (data + self.live_file.read_bytes()).decode().splitlines()
 

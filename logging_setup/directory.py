@@ -1,35 +1,39 @@
-"""The log directory: live files, their rotation, and the storage budget (L7, L8).
+"""The log directory: live files, their rotation, and the storage budget (L7, L8, L11).
 
-Rotated files are named after their live file: ``edgesense.log.1`` is the
-newest, ``.2`` older, and so on (``.N.gz`` when compressed). The budget covers
-every regular file in the directory: both live files, every rotated and
-temporary file, and the room reserved for one file another process writes
-there (the supervisor's state file), whether it exists yet or not. The oldest rotated file goes first, whichever live file it came from.
+Rotated files are numbered in the order they were rotated, one count for the
+whole folder: ``edgesense.log.1`` is older than ``readings.jsonl.2``, which
+is older than ``edgesense.log.3`` (``.N.gz`` once compressed). A rotation
+renames nothing that is already rotated, so it costs the same with 10 or
+10,000 rotated files, and age is this number, never a file's time (boards
+without a real-time clock jump). The budget covers every regular file in
+the directory: both live files, every rotated and temporary file, and the
+room ``reserved`` for one file another process writes there.
 
-Sizes are counted here, not asked of the file system per record: the
-directory is scanned at start and after each rotation, and, while lines are
-dropped for want of room, at most once per ``RESCAN_SECONDS``, so writing
-resumes by itself when other files make room.
+Sizes and the rotated files are kept here, not asked of the file system per
+record: the directory is listed at start, and again while lines come at
+most once per ``RESCAN_SECONDS``, so the count of other files stays true
+and writing resumes by itself when they make room.
 """
 
 import errno
 import gzip
 import os
 import shutil
+import stat
 import sys
 import time
 from dataclasses import dataclass
 
+from logging_setup.folder import TEMP_SUFFIXES, FILE_MODE, ForeignEntry, Folder, describe, is_own
 from logging_setup.names import parse_rotated, rotated_name
 
 GZIP_LEVEL = 6
 """Nearly the ratio of level 9 at a fraction of its time on a small board."""
 
 RESCAN_SECONDS = 1.0
-"""While lines do not fit, the directory is scanned again at most this often."""
+"""The directory is listed again at most this often."""
 
-TEMP_SUFFIX = ".tmp"
-FRESH_SUFFIX = ".new"
+_FOREIGN_AT_NEXT_NAME_ATTEMPTS = 64
 
 
 def gzip_bound(size):
@@ -40,24 +44,23 @@ def gzip_bound(size):
 
 @dataclass(frozen=True)
 class RotatedFile:
-    path: str
+    name: str
     live_name: str
     index: int
     compressed: bool
     size: int
-    mtime_ns: int
-
-    def renamed(self, index):
-        return os.path.join(os.path.dirname(self.path), rotated_name(self.live_name, index, self.compressed))
+    inode: int
 
 
 class LiveFile:
     """One live file: bytes are appended in batches with one ``os.write`` per
     flush, and its size is counted here, so no record costs a stat.
 
-    A write that fails (a full disk) never raises: it is reported once per
-    episode, that batch is lost, and the next flush tries again, so writing
-    resumes by itself when space returns.
+    A write that fails never raises. For want of space the oldest rotated
+    files are deleted and the write tried again; when nothing is left to
+    delete the batch is lost, counted, and reported once per episode. A live
+    file that vanished (its folder deleted) is created again at the next
+    flush, with the batch it was holding.
     """
 
     def __init__(self, directory, name):
@@ -68,8 +71,14 @@ class LiveFile:
         self._failing = False
         self._lost_records = 0
         self._last_error = None
-        self._fd = _open_for_append(self.path)
-        self.size = os.fstat(self._fd).st_size
+        self._fd = None
+        self._next_open = 0.0
+        self.size = 0
+        self._open()
+
+    @property
+    def inode(self):
+        return os.fstat(self._fd).st_ino
 
     def append(self, data):
         """Queue ``data`` (one whole line) for the next flush, rotating first
@@ -82,19 +91,33 @@ class LiveFile:
 
     def flush(self):
         """Write everything appended since the last flush."""
-        if not self._pending or self._fd is None:
+        if not self._pending:
             return
+        if self._fd is None or os.fstat(self._fd).st_nlink == 0:
+            self._reopen()
         lines, self._pending = self._pending, []
+        if self._fd is None:
+            self.size -= sum(map(len, lines))
+            self._lose(len(lines))
+            return
+        self._write_lines(lines)
+
+    def _write_lines(self, lines):
         data = b"".join(lines)
         start = self.size - len(data)
         written = self._write(data)
+        while written < len(data) and self._for_want_of_space() and self.directory.free_oldest():
+            written = self._cut_torn_line(start, data[:written])
+            written += self._write(data[written:])
         if written < len(data):
             kept = self._cut_torn_line(start, data[:written])
             self.size = start + kept
-            self._lost_records += len(lines) - data[:kept].count(b"\n")
-            self._enter_failing()
+            self._lose(len(lines) - data[:kept].count(b"\n"))
         elif self._failing:
             self._leave_failing()
+
+    def _for_want_of_space(self):
+        return getattr(self._last_error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
 
     def _cut_torn_line(self, start, written):
         """Truncate a partly written line off the end of the file, so the
@@ -107,29 +130,68 @@ class LiveFile:
                 return len(written)
         return kept
 
+    def _open(self):
+        """Open the live file, creating it if missing. When that fails (a
+        foreign entry under its name, no folder) it is tried again at a
+        flush a second later or more."""
+        try:
+            fd = self.directory.open_live_name(self.name)
+        except (ForeignEntry, OSError) as error:
+            self._last_error = error
+            self._next_open = time.monotonic() + RESCAN_SECONDS
+            return False
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+        self.size = os.fstat(fd).st_size + sum(map(len, self._pending))
+        return True
+
+    def _reopen(self):
+        self._close_fd()
+        if time.monotonic() >= self._next_open:
+            self.directory.recover_folder()
+            self._open()
+
+    def reopen_now(self):
+        """Open the live name afresh: it was removed or replaced meanwhile."""
+        if self._fd is None:
+            return
+        self.directory.report(f"{self.path} was removed or replaced; starting it again")
+        self._close_fd()
+        self.directory.recover_folder()
+        self._open()
+
+    def _close_fd(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def start_fresh(self):
         """Put an empty file under the live name and write there from now on.
 
         The fresh file is created under a temporary name and renamed over
         the live one, so the live name never vanishes (``tail -F``)."""
-        fresh = self.path + FRESH_SUFFIX
-        fd = os.open(fresh, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        folder = self.directory.folder
+        fresh, fd = folder.create_temp(self.name, ".new")
         try:
-            os.rename(fresh, self.path)
+            folder.rename(fresh, self.name)
         except OSError:
             os.close(fd)
+            folder.unlink(fresh)
             raise
         os.close(self._fd)
         self._fd = fd
         self.size = 0
 
+    def holds_its_name(self):
+        """Whether the live name still is this file (nobody replaced it)."""
+        info = self.directory.folder.lstat(self.name)
+        return self._fd is not None and info is not None and info.st_ino == self.inode
+
     def close(self):
         """Flush and close. Idempotent."""
-        if self._fd is None:
-            return
         self.flush()
-        os.close(self._fd)
-        self._fd = None
+        self._close_fd()
 
     def _write(self, data):
         view = memoryview(data)
@@ -145,7 +207,8 @@ class LiveFile:
             written += count
         return written
 
-    def _enter_failing(self):
+    def _lose(self, count):
+        self._lost_records += count
         if not self._failing:
             self._failing = True
             self.directory.report(f"cannot write {self.path}: {self._last_error}; "
@@ -159,10 +222,10 @@ class LiveFile:
 
 class LogDirectory:
     """Owns the live files of one directory and keeps the directory within
-    ``max_total_bytes``. ``compressor(source, target)`` writes the
-    compressed copy (``gzip_file`` unless a test passes another).
-    ``reserved`` is ``(name, bytes)``: a file of the directory that another
-    process writes, and the room kept for it.
+    ``max_total_bytes``. ``compressor(plain, packed)`` writes the compressed
+    copy of one binary file object into another (``gzip_file`` unless a
+    test passes another). ``reserved`` is ``(name, bytes)``: a file of the
+    directory that another process writes, and the room kept for it.
 
     >>> import tempfile
     >>> directory = LogDirectory(tempfile.mkdtemp(), 1024, 8192, compress=True)
@@ -176,32 +239,55 @@ class LogDirectory:
 
     def __init__(self, path, max_file_bytes, max_total_bytes, compress=True, report=None, compressor=None,
                  reserved=(None, 0)):
-        self.path = os.fspath(path)
-        self._reserved_name, self._reserved_bytes = reserved
+        self.folder = Folder(path)
+        self.path = self.folder.path
         self._compressor = compressor or gzip_file
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
         self.compress = compress
         self._report = report or _report_on_stderr
+        self._reserved_name, self._reserved_bytes = reserved
         self._live = {}
-        self._rotated = []
+        self._rotated = []  # oldest first
         self._rotated_bytes = 0
         self._other_bytes = 0
         self._foreign_bytes = 0
+        self._next_index = 1
+        self._reported = set()
         self._last_scan = time.monotonic()
         self._budget_failing = False
         self._lines_dropped = 0
         self._rotation_failing = False
-        os.makedirs(self.path, exist_ok=True)
+        self._folder_failing = False
 
     def open_live(self, name):
-        """The live file ``name``, created if missing. Cleans up what an
-        interrupted rotation of it left behind."""
+        """The live file ``name``, created if missing. Resolves what a crash
+        or a power cut left behind: temporary files, a live file still
+        linked as its newest rotated file, a torn last line."""
         self._remove_leftovers(name)
+        self._unlink_live_if_rotated(name)
         live = LiveFile(self, name)
         self._live[name] = live
         self._scan()
         return live
+
+    def open_live_name(self, name):
+        """A descriptor of the live file ``name`` (for LiveFile), created with
+        FILE_MODE if missing; an existing one loses a torn last line."""
+        try:
+            return self.folder.create(name, os.O_RDWR | os.O_APPEND)
+        except FileExistsError:
+            pass
+        fd = self.folder.open_own(name, os.O_RDWR | os.O_APPEND)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            cut = _cut_torn_tail(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if cut:
+            self.report(f"cut a torn last line of {cut} bytes off {os.path.join(self.path, name)}")
+        return fd
 
     def used_bytes(self):
         """Bytes the directory holds, by this object's count."""
@@ -214,12 +300,11 @@ class LogDirectory:
         """Rotate ``live`` if ``size`` more bytes would overfill it, then
         delete the oldest rotated files until ``size`` more bytes fit in the
         budget. False when even that cannot make room."""
+        if self._rescan_due():
+            self._scan()
         if live.size and live.size + size > self.max_file_bytes:
             self.rotate(live)
         fits = self._fit(live, size)
-        if not fits and time.monotonic() - self._last_scan >= RESCAN_SECONDS:
-            self._scan()
-            fits = self._fit(live, size)
         if fits and self._budget_failing:
             self._leave_budget_failing()
         elif not fits:
@@ -241,27 +326,94 @@ class LogDirectory:
 
     def rotate(self, live, compress=None):
         """Make ``live``'s content the newest rotated file and start it afresh.
-        Returns False when the rotation failed (reported once per episode)."""
+        Returns False when nothing was rotated (a failure is reported once
+        per episode)."""
         live.flush()
-        first = f"{live.path}.1"
         try:
-            self._shift(live.name)
-            _link_or_rename(live.path, first)
-            live.start_fresh()
-        except OSError as error:
+            rotated = self._rotate(live)
+        except (OSError, ForeignEntry) as error:
             if not self._rotation_failing:
                 self._rotation_failing = True
                 self.report(f"cannot rotate {live.path}: {error}")
             return False
-        finally:
-            self._scan()
         self._rotation_failing = False
-        if (self.compress if compress is None else compress):
-            self._compress(first)
+        if rotated is None:
+            return False
+        self._rotated.append(rotated)
+        self._rotated_bytes += rotated.size
+        if self.compress if compress is None else compress:
+            self._compress(rotated)
         return True
+
+    def _rotate(self, live):
+        """Link the live file under the next rotated name, then put a fresh
+        file under the live name. The new RotatedFile, or None when the live
+        name had been taken away (it is then opened afresh)."""
+        if not live.holds_its_name():
+            live.reopen_now()
+            return None
+        size, inode = live.size, live.inode
+        name = self._link_next(live.name)
+        try:
+            live.start_fresh()
+        except OSError:
+            self.folder.unlink_if(name, inode)
+            raise
+        return RotatedFile(name, live.name, int(name.rsplit(".", 1)[1]), False, size, inode)
+
+    def _link_next(self, live_name):
+        """Link ``live_name`` under the next free rotated name; a foreign
+        entry there is reported once and stepped over. Returns the name."""
+        for _ in range(_FOREIGN_AT_NEXT_NAME_ATTEMPTS):
+            name = rotated_name(live_name, self._next_index)
+            self._next_index += 1
+            try:
+                self.folder.link(live_name, name)
+            except FileExistsError:
+                self._report_foreign(name)
+                continue
+            except OSError as error:
+                if error.errno not in (errno.EPERM, errno.EOPNOTSUPP) or self.folder.lstat(name) is not None:
+                    raise
+                self.folder.rename(live_name, name)  # no hard links (vfat): the live name is missing a moment
+            return name
+        raise ForeignEntry(f"the next {_FOREIGN_AT_NEXT_NAME_ATTEMPTS} rotated names are all taken")
+
+    def free_oldest(self):
+        """Delete the oldest rotated file to make room on a full disk.
+        False when there is none left."""
+        if not self._rotated:
+            return False
+        self._delete(self._rotated[0])
+        return True
+
+    def recover_folder(self):
+        """Create the folder again when someone removed it (reported once)."""
+        try:
+            recreated = self.folder.reopen_if_gone()
+        except OSError as error:
+            if not self._folder_failing:
+                self._folder_failing = True
+                self.report(f"the log folder {self.path} is gone and cannot be created again: "
+                            f"{error.strerror or error}; dropping lines until it can")
+            return
+        if recreated or self._folder_failing:
+            self._folder_failing = False
+            self.report(f"the log folder {self.path} was removed; created it again")
+            self._scan()
 
     def report(self, message):
         self._report(f"edgesense: {message}")
+
+    def _report_foreign(self, name, info=None):
+        """Report a foreign entry under one of edgesense's names, once for as
+        long as it stays."""
+        info = info or self.folder.lstat(name)
+        if name in self._reported or info is None:
+            return
+        self._reported.add(name)
+        self.report(f"{os.path.join(self.path, name)} is {describe(info)}, not a file edgesense "
+                    "wrote; leaving it alone")
 
     def _fit(self, live, size):
         """Make room for ``size`` more bytes in ``live``, unless even deleting
@@ -270,7 +422,7 @@ class LogDirectory:
             if self._floor(live) + size > self.max_total_bytes:
                 return False
             if self._rotated:
-                self._delete(self._oldest())
+                self._delete(self._rotated[0])
             elif not (live.size and self.rotate(live, compress=False)):
                 return False
         return True
@@ -281,129 +433,161 @@ class LogDirectory:
         others = sum(other.size for other in self._live.values() if other is not live)
         return self._other_bytes + others
 
-    def _oldest(self, keep=None):
-        candidates = [rotated for rotated in self._rotated if rotated.path != keep]
-        if not candidates:
-            return None
-        return min(candidates, key=lambda rotated: (rotated.mtime_ns, -rotated.index))
-
     def _delete(self, rotated):
         try:
-            os.unlink(rotated.path)
+            self.folder.unlink_if(rotated.name, rotated.inode)
         except FileNotFoundError:
             pass
         except OSError as error:
             # Forgotten until the next scan, so the budget loop ends.
-            self.report(f"cannot delete {rotated.path}: {error}")
+            self.report(f"cannot delete {os.path.join(self.path, rotated.name)}: {error}")
         self._rotated.remove(rotated)
         self._rotated_bytes -= rotated.size
 
-    def _shift(self, live_name):
-        own = [rotated for rotated in self._rotated if rotated.live_name == live_name]
-        for rotated in sorted(own, key=lambda rotated: rotated.index, reverse=True):
-            os.rename(rotated.path, rotated.renamed(rotated.index + 1))
-
-    def _compress(self, path):
+    def _compress(self, rotated):
         """Compress through a temporary name, then rename, so a power cut
         never leaves a torn archive under a final name. Room for the
         temporary file is made first; without room the file stays plain."""
-        if not self._room_to_compress(path):
+        if not self._room_to_compress(rotated):
             return
-        temp = f"{path}.gz{TEMP_SUFFIX}"
+        temp = None
         try:
-            self._compressor(path, temp)
-            os.rename(temp, f"{path}.gz")
-            os.unlink(path)
-        except OSError as error:
-            _unlink_quietly(temp)
-            self.report(f"cannot compress {path}: {error}; leaving it uncompressed")
-        finally:
-            self._scan()
+            source = self.folder.open_own(rotated.name)
+            with os.fdopen(source, "rb") as plain:
+                temp, fd = self.folder.create_temp(rotated.name + ".gz", ".tmp", os.O_WRONLY)
+                with os.fdopen(fd, "wb") as packed:
+                    self._compressor(plain, packed)
+                    packed.flush()
+                    os.fsync(fd)  # the archive survives a power cut before the plain file goes
+                    info = os.fstat(fd)
+            self.folder.move_new(temp, rotated.name + ".gz")
+            temp = None
+            self.folder.unlink_if(rotated.name, rotated.inode)
+        except (OSError, ForeignEntry) as error:
+            if temp is not None:
+                _unlink_quietly(self.folder, temp)
+            self.report(f"cannot compress {os.path.join(self.path, rotated.name)}: {error}; "
+                        "leaving it uncompressed")
+            return
+        self._replace(rotated, RotatedFile(rotated.name + ".gz", rotated.live_name, rotated.index, True,
+                                           info.st_size, info.st_ino))
 
-    def _room_to_compress(self, path):
-        try:
-            size = os.stat(path).st_size
-        except OSError:
-            return False
-        bound = gzip_bound(size)
-        if self.used_bytes() - self._rotated_bytes + size + bound > self.max_total_bytes:
+    def _replace(self, old, new):
+        position = len(self._rotated) - 1 - self._rotated[::-1].index(old)
+        self._rotated[position] = new
+        self._rotated_bytes += new.size - old.size
+
+    def _room_to_compress(self, rotated):
+        bound = gzip_bound(rotated.size)
+        if self.used_bytes() - self._rotated_bytes + rotated.size + bound > self.max_total_bytes:
             return False
         while self.used_bytes() + bound > self.max_total_bytes:
-            oldest = self._oldest(keep=path)
-            if oldest is None:
+            if self._rotated[0] is rotated:
                 return False
-            self._delete(oldest)
+            self._delete(self._rotated[0])
         return True
 
+    def _rescan_due(self):
+        return time.monotonic() - self._last_scan >= RESCAN_SECONDS
+
     def _scan(self):
-        """Count the rotated files and every other regular file afresh."""
-        rotated, other_bytes, state_bytes = [], 0, 0
-        with os.scandir(self.path) as entries:
-            for entry in entries:
-                if entry.name in self._live or not entry.is_file(follow_symlinks=False):
+        """Count the rotated files and every other regular file afresh.
+        Rotated files already known are not looked at again; a file that
+        vanishes meanwhile is simply gone."""
+        known = {rotated.name: rotated for rotated in self._rotated}
+        rotated, other_bytes, reserved_bytes, foreign = [], 0, 0, set()
+        for name in self.folder.names():
+            if name in self._live:
+                continue
+            info = None if name in known else self.folder.lstat(name)
+            parsed = parse_rotated(name)
+            if parsed and parsed[0] in self._live:
+                self._next_index = max(self._next_index, parsed[1] + 1)
+                if name in known or (info is not None and is_own(info)):
+                    rotated.append(known.get(name) or RotatedFile(name, *parsed, info.st_size, info.st_ino))
                     continue
-                info = entry.stat(follow_symlinks=False)
-                match = parse_rotated(entry.name)
-                if match and match[0] in self._live:
-                    rotated.append(RotatedFile(entry.path, *match, info.st_size, info.st_mtime_ns))
-                elif entry.name == self._reserved_name:
-                    state_bytes = info.st_size
-                else:
-                    other_bytes += info.st_size
-        self._rotated = rotated
+                if info is not None:
+                    foreign.add(name)
+                    self._report_foreign(name, info)
+            if info is None or not stat.S_ISREG(info.st_mode):
+                continue
+            if name == self._reserved_name:
+                reserved_bytes = info.st_size
+            else:
+                other_bytes += info.st_size
+        self._reported &= foreign
+        self._rotated = sorted(rotated, key=lambda file: file.index)
         self._rotated_bytes = sum(file.size for file in rotated)
-        self._foreign_bytes = other_bytes + state_bytes
-        self._other_bytes = other_bytes + max(state_bytes, self._reserved_bytes)
+        self._foreign_bytes = other_bytes + reserved_bytes
+        self._other_bytes = other_bytes + max(reserved_bytes, self._reserved_bytes)
         self._last_scan = time.monotonic()
 
     def _remove_leftovers(self, live_name):
-        """Temporary files of an interrupted rotation, and a plain rotated file
-        whose compressed copy was already renamed into place."""
-        with os.scandir(self.path) as entries:
-            names = {entry.name for entry in entries}
+        """Temporary files of an interrupted rotation or compression, and a
+        plain rotated file whose compressed copy was already renamed into
+        place; only files edgesense made."""
+        names = set(self.folder.names())
         for name in names:
-            if name == live_name + FRESH_SUFFIX or _is_temp_of(name, live_name) or (
-                    _is_plain_rotated_of(name, live_name) and f"{name}.gz" in names):
-                _unlink_quietly(os.path.join(self.path, name))
+            if not name.startswith(live_name + "."):
+                continue
+            parsed = parse_rotated(name)
+            compressed_too = parsed is not None and not parsed[2] and self._is_own(name + ".gz")
+            if (name.endswith(TEMP_SUFFIXES) or compressed_too) and self._is_own(name):
+                self.folder.unlink(name)
+
+    def _unlink_live_if_rotated(self, live_name):
+        """A power cut between a rotation's link and its rename leaves the
+        live file also linked as its newest rotated file: drop the live
+        name, so no line is read twice."""
+        info = self.folder.lstat(live_name)
+        if info is None or not is_own(info, links=2):
+            return
+        for name in self.folder.names():
+            parsed = parse_rotated(name)
+            other = self.folder.lstat(name) if parsed and parsed[0] == live_name else None
+            if other is not None and other.st_ino == info.st_ino:
+                self.folder.unlink(live_name)
+                return
+
+    def _is_own(self, name):
+        info = self.folder.lstat(name)
+        return info is not None and is_own(info)
+
+    def close(self):
+        """Close every live file and the folder. Idempotent."""
+        for live in self._live.values():
+            live.close()
+        self.folder.close()
 
 
-def _is_temp_of(name, live_name):
-    match = parse_rotated(name.removesuffix(TEMP_SUFFIX))
-    return name.endswith(TEMP_SUFFIX) and match is not None and match[0] == live_name
+def _cut_torn_tail(fd, block_size=65536):
+    """Truncate ``fd``'s file after its last newline (a write cut short by a
+    crash leaves a torn last line). Returns the bytes cut."""
+    size = end = os.fstat(fd).st_size
+    while end > 0:
+        start = max(0, end - block_size)
+        block = os.pread(fd, end - start, start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            kept = start + newline + 1
+            break
+        end = start
+    else:
+        kept = 0
+    if kept < size:
+        os.ftruncate(fd, kept)
+    return size - kept
 
 
-def _is_plain_rotated_of(name, live_name):
-    match = parse_rotated(name)
-    return match is not None and match[0] == live_name and not match[2]
+def gzip_file(plain, packed):
+    """Write binary file ``plain`` gzip-compressed into binary file ``packed``."""
+    with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=packed) as out:
+        shutil.copyfileobj(plain, out, 256 * 1024)
 
 
-def gzip_file(source, target):
-    """Write ``source`` gzip-compressed to ``target`` and sync it to disk."""
-    with open(source, "rb") as plain, open(target, "wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw) as packed:
-            shutil.copyfileobj(plain, packed, 256 * 1024)
-        raw.flush()
-        os.fsync(raw.fileno())
-
-
-def _link_or_rename(live, rotated):
-    """Link, so the live name stays; file systems without hard links (vfat)
-    get a rename, and the live name is missing for a moment."""
+def _unlink_quietly(folder, name):
     try:
-        os.link(live, rotated)
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP):
-            raise
-        os.rename(live, rotated)
-
-
-def _open_for_append(path):
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
+        folder.unlink(name)
     except OSError:
         pass
 

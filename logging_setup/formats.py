@@ -24,6 +24,13 @@ to the record above them."""
 JOURNAL_FORMAT = "%(processName)s %(name)s %(levelname)s %(message)s"
 """Console format under journald: journald adds the timestamp itself."""
 
+CONTINUATION_MARK = "| "
+"""What starts every line of a record after its first (its traceback), so
+that no reader takes one for a record of its own."""
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
 SYSLOG_PRIORITIES = {
     logging.DEBUG: 7,
     logging.INFO: 6,
@@ -33,7 +40,60 @@ SYSLOG_PRIORITIES = {
 }
 
 
-class LineFormatter(logging.Formatter):
+def escape(text):
+    """``text`` as printable text on one line (L12): line breaks, terminal
+    escapes, NUL and the other control characters, and the Unicode line
+    separators and direction overrides become ``\\n``, ``\\x1b``, ``\\u2028``...
+
+    >>> print(escape("door\\n2026-12-01 \\x1b[2J\\u2028"))
+    door\\n2026-12-01 \\x1b[2J\\u2028
+    """
+    if _UNPRINTABLE.search(text) is None:
+        return text
+    return _UNPRINTABLE.sub(_escaped_character, text)
+
+
+def _escaped_character(found):
+    character = found.group()
+    if character in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_name(text):
+    """``escape(text)`` with its spaces as ``\\x20`` too: a process, logger or
+    level name is one field of the line, which readers split at spaces."""
+    return escape(text).replace(" ", "\\x20")
+
+
+def continuation_lines(text):
+    """The lines of a traceback (or stack) text, each escaped and marked."""
+    return [CONTINUATION_MARK + escape(line) for line in text.split("\n")]
+
+
+class OneLineFormatter(logging.Formatter):
+    """A formatter whose record is one escaped line, followed by its
+    traceback as marked continuation lines (L12). Every field a record
+    carries is escaped, whoever sent it."""
+
+    def format(self, record):
+        record.message = escape(record.getMessage())
+        for name in ("name", "processName", "levelname"):
+            value = str(getattr(record, name, ""))
+            setattr(record, name, escape_name(value))
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        lines = [self.formatMessage(record)]
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for text in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
+            if text:
+                lines += continuation_lines(text.rstrip("\n"))
+        return "\n".join(lines)
+
+
+class LineFormatter(OneLineFormatter):
     """``LOG_FORMAT`` with the timestamp's strftime done once per second."""
 
     def __init__(self, fmt=LOG_FORMAT):
@@ -52,23 +112,38 @@ class LineFormatter(logging.Formatter):
 
 
 class RenderingFormatter(logging.Formatter):
-    """The sending side's formatter: merges the arguments into the message and
-    appends the traceback text (what QueueHandler.prepare sends).
+    """The sending side's formatter: merges the arguments into the message,
+    and renders the traceback and stack as text apart from it (what
+    QueueHandler.prepare sends), so the listener can escape the message and
+    mark the traceback's lines.
 
     A message whose arguments do not merge (``log.info("%d", "x")``) is sent
     as its parts with the error, instead of being lost to handleError.
     """
 
-    def format(self, record):
+    def message(self, record):
+        """The message merged with its arguments. When they do not merge the
+        record itself is mended, so the handlers after this one work too."""
         try:
-            return super().format(record)
+            return record.getMessage()
         except Exception as error:
             record.msg = f"{safe_repr(record.msg)} % {safe_repr(record.args)} (arguments did not merge: {error!r})"
             record.args = None
-            return super().format(record)
+            return record.msg
+
+    def traceback(self, record):
+        """The traceback and stack of ``record`` as text, or None."""
+        parts = []
+        if record.exc_info:
+            parts.append(self.formatException(record.exc_info))
+        elif record.exc_text:
+            parts.append(record.exc_text)
+        if record.stack_info:
+            parts.append(self.formatStack(record.stack_info))
+        return "\n".join(parts) or None
 
 
-class JournalFormatter(logging.Formatter):
+class JournalFormatter(OneLineFormatter):
     """No timestamp, and a ``<N>`` syslog priority prefix on every line, so
     journald files each line of a traceback under the record's priority."""
 

@@ -18,6 +18,9 @@ from logging_setup.transport import MAX_DATAGRAM_BYTES, STOP_SENTINEL, decode_re
 
 log = logging.getLogger(__name__)
 
+CANNOT_OPEN_FOLDER = 2
+"""The listener's exit status when the log folder cannot be created or opened."""
+
 
 @dataclass(frozen=True)
 class LogSettings:
@@ -45,10 +48,16 @@ def run_listener(receiver, settings):
     in the socket for the next listener. SIGINT, SIGTERM and SIGHUP are
     ignored (the supervisor orders stops and reloads); when the parent
     process dies the listener writes what is queued and returns, so it never
-    lives on as an orphan.
+    lives on as an orphan. A folder it cannot create or open is one line on
+    stderr and exit status ``CANNOT_OPEN_FOLDER``.
     """
     ignore_tree_signals()
-    handlers = _install_handlers(settings)
+    try:
+        handlers = _install_handlers(settings)
+    except OSError as error:
+        print(f"edgesense: cannot use the log folder {settings.dir}: {error.strerror or error}",
+              file=sys.stderr, flush=True)
+        raise SystemExit(CANNOT_OPEN_FOLDER) from None
     log.info("log listener started, writing to %s", settings.dir)
     try:
         _serve(receiver, handlers)

@@ -269,6 +269,8 @@ def _shrunk(state):
     are truncated with a marker, so the reading still reaches its file."""
     shrunk = dict(state)
     shrunk["msg"] = truncate_text(str(state.get("msg", "")), MAX_MESSAGE_BYTES)
+    if state.get("exc_text"):
+        shrunk["exc_text"] = truncate_text(str(state["exc_text"]), MAX_MESSAGE_BYTES)
     extras = [key for key in state if key not in _NOT_EXTRA]
     for limit in _EXTRA_LIMITS:
         if len(pickle.dumps(shrunk, _PICKLE_PROTOCOL)) <= MAX_DATAGRAM_BYTES:

@@ -1,4 +1,5 @@
 import multiprocessing
+import subprocess
 
 import pytest
 
@@ -30,3 +31,16 @@ def mock_factory():
     factory.reset()
     factory.close()
     Device.pin_factory = saved
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 256 KiB tmpfs at ``tmp_path / "logs"``, to fill the disk for real."""
+    mount_point = tmp_path / "logs"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here; the file-size-limit variant covers the failure")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)

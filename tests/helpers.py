@@ -10,6 +10,8 @@
   ``edgesense_environment`` build the same command and environment for a
   ``subprocess.Popen`` of your own. Use it where the process is the point
   (``run``, signals, exit statuses as the shell sees them).
+- ``fill_disk(directory)``: fill the file system of ``directory`` with a
+  file named ``filler``.
 - ``edgesense_in_process(*args, cwd=...)``: the same command through
   ``app.cli.main`` in this process, with an ``Environment`` of its own; the
   result has the same ``returncode``, ``stdout`` and ``stderr``. Use it for
@@ -99,3 +101,15 @@ def edgesense_in_process(*args, cwd, env=None, now=None):
         environment.clock = lambda: now
     status = main(list(args), environment)
     return CliResult(int(status), stdout.getvalue(), stderr.getvalue())
+
+
+def fill_disk(directory):
+    """Fill the file system of ``directory`` with ``directory/filler``."""
+    fd = os.open(Path(directory) / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -2,6 +2,7 @@
 and -f across a rotation, stopped by Ctrl-C (a real subprocess)."""
 
 import gzip
+import io
 import json
 import os
 import selectors
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import edgesense_command, edgesense_environment, edgesense_in_process
+from helpers import edgesense, edgesense_command, edgesense_environment, edgesense_in_process
 
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
 
@@ -29,14 +30,14 @@ def records(numbers, **fields):
 @pytest.fixture
 def log_dir(tmp_path):
     """A config and its log folder: records 1-40 in four files, oldest in
-    the compressed .3.gz, newest in the live file; a half-written archive
+    the compressed .1.gz, newest in the live file; a half-written archive
     under a temporary name that must be ignored."""
     (tmp_path / "edgesense.toml").write_text('[logging]\ndir = "logs"\n' + ONE_SENSOR)
     logs = tmp_path / "logs"
     logs.mkdir()
-    (logs / "edgesense.log.3.gz").write_bytes(gzip.compress(records(range(1, 11)).encode()))
+    (logs / "edgesense.log.1.gz").write_bytes(gzip.compress(records(range(1, 11)).encode()))
     (logs / "edgesense.log.2.gz").write_bytes(gzip.compress(records(range(11, 21)).encode()))
-    (logs / "edgesense.log.1").write_text(records(range(21, 31)))
+    (logs / "edgesense.log.3").write_text(records(range(21, 31)))
     (logs / "edgesense.log").write_text(records(range(31, 41)))
     (logs / "edgesense.log.4.gz.tmp").write_bytes(b"\x1f\x8b torn")
     return logs
@@ -119,6 +120,85 @@ def test_level_does_not_apply_to_readings(log_dir):
     assert (result.returncode, result.stderr) == (2, "edgesense: --level does not apply to --readings\n")
 
 
+def test_sensor_names_match_ignoring_case(log_dir):
+    (log_dir / "edgesense.log").write_text(
+        records([41], process="sensor:door") + records([42], process="sensor:Door")
+        + records([43], process="sensor:doorbell") + records([44]))
+
+    result = edgesense_in_process("logs", "--sensor", "DOOR", cwd=log_dir.parent)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [line(41, process="sensor:door"), line(42, process="sensor:Door")]
+
+
+def test_a_sensor_of_the_config_without_records_prints_nothing(log_dir):
+    result = edgesense_in_process("logs", "--sensor", "Load", cwd=log_dir.parent)
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_a_sensor_only_in_the_log_is_shown(log_dir):
+    """A sensor since removed from the config still has its history."""
+    (log_dir / "edgesense.log.1").write_text(records([21], process="sensor:door"))
+
+    result = edgesense_in_process("logs", "--sensor", "door", cwd=log_dir.parent)
+
+    assert (result.returncode, result.stdout) == (0, line(21, process="sensor:door") + "\n")
+
+
+@pytest.mark.parametrize("typed, suggestion", [("lod", "; did you mean load?"),
+                                               ("dor", "; did you mean door?"),
+                                               ("nothing_like_it", "")])
+def test_an_unknown_sensor_is_a_bad_command_line_with_a_suggestion(log_dir, typed, suggestion):
+    (log_dir / "edgesense.log.2.gz").write_bytes(gzip.compress(records([11], process="sensor:door").encode()))
+
+    result = edgesense_in_process("logs", "--sensor", typed, cwd=log_dir.parent)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f'edgesense: no sensor named "{typed}" in {log_dir.parent / "edgesense.toml"} '
+                             f"or in its log{suggestion}\n")
+
+
+def test_an_unknown_sensor_of_the_readings_is_looked_for_in_the_readings(log_dir):
+    (log_dir / "readings.jsonl").write_text(json.dumps({"ts": "2026-11-25T10:00:01", "sensor": "tank",
+                                                        "value": 1}) + "\n")
+    (log_dir / "edgesense.log").write_text(records([41], process="sensor:door"))
+
+    tank = edgesense_in_process("logs", "--readings", "--sensor", "TANK", cwd=log_dir.parent)
+    door = edgesense_in_process("logs", "--readings", "--sensor", "door", cwd=log_dir.parent)
+
+    assert (tank.returncode, len(tank.stdout.splitlines())) == (0, 1)
+    assert (door.returncode, door.stdout) == (2, "")
+    assert door.stderr == f'edgesense: no sensor named "door" in {log_dir.parent / "edgesense.toml"} or in its log\n'
+
+
+def test_an_unknown_sensor_of_the_demo_is_named_so_without_a_log_folder(tmp_path):
+    result = edgesense_in_process("logs", "--sensor", "lihgt", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ('edgesense: no sensor named "lihgt" in the built-in demo or in its log; '
+                             "did you mean light?\n")
+
+
+def test_follow_of_an_unknown_sensor_exits_2_at_once(log_dir):
+    result = subprocess.run(edgesense_command("logs", "-f", "--sensor", "lod"), cwd=log_dir.parent,
+                            env=edgesense_environment(), capture_output=True, text=True, timeout=30)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.endswith("did you mean load?\n")
+
+
+def test_a_reader_that_goes_away_ends_logs_quietly(log_dir):
+    """``edgesense logs | head -1``: the pipe closes long before the output ends."""
+    (log_dir / "edgesense.log").write_text(records(range(41, 10041)))  # far more than a pipe holds
+    with subprocess.Popen(edgesense_command("logs", "-n", "10000"), cwd=log_dir.parent,
+                          env=edgesense_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout.readline().decode() == line(1) + "\n"
+        process.stdout.close()
+        assert process.wait(timeout=30) == 0
+        assert process.stderr.read() == b""
+
+
 class LineReader:
     """Lines from a child's stdout, each wait bounded."""
 
@@ -165,8 +245,7 @@ def test_follow_prints_new_lines_across_a_rotation(log_dir, follower):
     assert reader.read(2) == [line(41), line(42)]
 
     append(live, records([43]))  # written just before the rotation
-    os.rename(log_dir / "edgesense.log.1", log_dir / "edgesense.log.2")
-    os.rename(live, log_dir / "edgesense.log.1")
+    os.rename(live, log_dir / "edgesense.log.5")
     live.write_text(records([44, 45]))
     assert reader.read(3) == [line(43), line(44), line(45)]
 
@@ -194,3 +273,107 @@ def test_follow_waits_for_a_partial_line_to_end(log_dir, follower):
     time.sleep(0.6)  # a few polls see the partial line
     append(log_dir / "edgesense.log", line(41)[20:] + "\n")
     assert reader.read(1) == [line(41)]
+
+
+@pytest.mark.parametrize("name", ["edgesense.log.5", "edgesense.log", "readings.jsonl"])
+def test_a_fifo_in_the_folder_never_hangs_logs(log_dir, name):
+    if (log_dir / name).exists():
+        os.unlink(log_dir / name)
+    os.mkfifo(log_dir / name)
+    readings = ["--readings"] if name == "readings.jsonl" else []
+
+    result = edgesense("logs", "-n", "3", *readings, cwd=log_dir.parent)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"edgesense: skipping {log_dir / name}: not a regular file (a FIFO)\n"
+    if not readings:
+        assert numbers_of(result.stdout) == ([38, 39, 40] if name != "edgesense.log" else [28, 29, 30])
+
+
+def test_a_folder_or_a_link_at_a_rotated_name_is_skipped_with_a_note(log_dir, tmp_path):
+    (log_dir / "edgesense.log.4").mkdir()
+    (tmp_path / "secret").write_text(records([99]))
+    os.symlink(tmp_path / "secret", log_dir / "edgesense.log.0")
+    os.symlink(tmp_path / "secret", log_dir / "edgesense.log.6")
+
+    result = edgesense_in_process("logs", "-n", "100", cwd=log_dir.parent)
+
+    assert result.returncode == 0, result.stderr
+    assert numbers_of(result.stdout) == list(range(1, 41))
+    assert sorted(result.stderr.splitlines()) == [
+        f"edgesense: skipping {log_dir / 'edgesense.log.4'}: not a regular file (a folder)",
+        f"edgesense: skipping {log_dir / 'edgesense.log.6'}: not a regular file (a symbolic link)"]
+
+
+def corrupt_deflate_body(data):
+    packed = bytearray(gzip.compress(data))
+    packed[len(packed) // 2:len(packed) // 2 + 8] = b"\xff" * 8
+    return bytes(packed)
+
+
+def bad_crc(data):
+    packed = bytearray(gzip.compress(data))
+    packed[-8] ^= 0xFF
+    return bytes(packed)
+
+
+@pytest.mark.parametrize("damage", [corrupt_deflate_body, bad_crc])
+def test_a_damaged_archive_shows_what_is_readable_names_the_file_and_fails(log_dir, damage):
+    (log_dir / "edgesense.log.2.gz").write_bytes(damage(records(range(11, 2000)).encode()))
+
+    result = edgesense_in_process("logs", "-n", "5000", cwd=log_dir.parent)
+
+    assert result.returncode == 1
+    [note] = result.stderr.splitlines()
+    assert note.startswith(f"edgesense: {log_dir / 'edgesense.log.2.gz'} is damaged (")
+    assert note.endswith("); showing what is readable")
+    numbers = numbers_of(result.stdout)
+    assert numbers[:10] == list(range(1, 11)) and numbers[-20:] == list(range(21, 41))
+    readable = numbers[10:-20]
+    assert readable == list(range(11, 11 + len(readable)))
+
+
+def test_records_split_on_newline_only_and_reach_the_terminal_escaped(log_dir):
+    (log_dir / "edgesense.log").write_bytes(
+        (line(41) + "\r" + line(42, process="sensor:door") + "\u2028" + line(43) + "\x1b[2J\n").encode())
+
+    result = edgesense_in_process("logs", "-n", "2", cwd=log_dir.parent)
+    door = edgesense_in_process("logs", "--sensor", "door", cwd=log_dir.parent)
+
+    assert result.stdout.split("\n") == [line(30), line(41) + "\\r" + line(42, process="sensor:door")
+                                         + "\\u2028" + line(43) + "\\x1b[2J", ""]
+    assert door.stdout == ""
+
+
+def shown_with_peak_memory(directory, count):
+    import tracemalloc
+
+    from app.logview import RecordFilter, show_logs
+    out, err = io.StringIO(), io.StringIO()
+    tracemalloc.start()
+    try:
+        show_logs(directory, count=count, record_filter=RecordFilter(), follow=False, out=out, err=err)
+        return out.getvalue(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_last_record_of_a_big_file_is_read_from_its_end_in_bounded_memory(tmp_path):
+    with open(tmp_path / "edgesense.log", "wb") as file:
+        file.write(records(range(1000)).encode() * 200)  # 14 MB
+
+    shown, peak = shown_with_peak_memory(tmp_path, 1)
+
+    assert shown == line(999) + "\n"
+    assert peak < 1_000_000
+
+
+def test_a_huge_line_is_shown_cut_in_bounded_memory(tmp_path):
+    from app.logview import CUT_MARK, MAX_LINE_BYTES
+    with open(tmp_path / "edgesense.log", "wb") as file:
+        file.write((records(range(10)) + "x" * 5_000_000 + "\n" + records(range(10, 20))).encode())
+
+    shown, peak = shown_with_peak_memory(tmp_path, 11)
+
+    assert shown.split("\n") == [line(9), "x" * MAX_LINE_BYTES + CUT_MARK] + [line(n) for n in range(10, 20)] + [""]
+    assert peak < 1_000_000

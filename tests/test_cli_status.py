@@ -165,7 +165,7 @@ def test_corrupt_state_file_is_one_line(tmp_path):
 def test_status_reads_only_the_paths_of_the_config(tmp_path):
     """A custom type that imports only under the service's PYTHONPATH and a
     sensor section being edited do not stop `status`."""
-    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    write_config(tmp_path, state(os.getpid(), time.time()))
     (tmp_path / "edgesense.toml").write_text(
         '[supervisor]\nstate_file = "run/state.json"\n' + ONE_SENSOR
         + '[[sensor]]\nname = "tank"\ntype = "site_sensors.tank:Level"\nintreval = "x"\n')
@@ -269,3 +269,82 @@ def test_the_lock_held_is_a_running_tree(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"edgesense is running: supervisor pid {os.getpid()}, up 1 h 02 min")
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda document: document["supervisor"].update(started=float("inf")), "started is out of range"),
+    (lambda document: document.update(sensors=5), "the sensors entry is not a list of tables"),
+    (lambda document: document.update(listener=[1]), "the listener entry is not a table"),
+])
+def test_state_file_with_nonsense_values_is_one_line(tmp_path, edit, problem):
+    document = state(os.getpid(), time.time())
+    edit(document)
+    state_file = write_config(tmp_path, document)
+    state_file.write_text(state_file.read_text().replace("Infinity", "1e400"))
+
+    result = edgesense_in_process("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"{state_file}: not a state file ({problem})\n"
+
+
+def test_a_huge_state_file_is_not_read_whole(tmp_path):
+    from app.statusview import MAX_STATE_BYTES
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    with open(state_file, "w") as file:
+        file.write('{"supervisor": {"pid": 1}, "pad": "' + "x" * (3 * MAX_STATE_BYTES) + '"}')
+
+    result = edgesense_in_process("status", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"{state_file}: not a state file (over {MAX_STATE_BYTES} bytes)\n"
+
+
+def test_a_fifo_as_state_file_or_readings_never_hangs_status(tmp_path):
+    from helpers import edgesense
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    (tmp_path / "edgesense-logs").mkdir()
+    os.mkfifo(tmp_path / "edgesense-logs" / "readings.jsonl")
+    with_readings_fifo = edgesense("status", cwd=tmp_path, timeout=30)
+    os.unlink(state_file)
+    os.mkfifo(state_file)
+    state_fifo = edgesense("status", cwd=tmp_path, timeout=30)
+
+    assert (with_readings_fifo.returncode, with_readings_fifo.stderr) == (0, "")
+    assert with_readings_fifo.stdout.startswith("edgesense is running")
+    assert (state_fifo.returncode, state_fifo.stdout) == (1, "")
+    assert state_fifo.stderr == (f"cannot read the state file {state_file}: "
+                                 "not a regular file (a FIFO)\n")
+
+
+def test_a_pid_that_now_belongs_to_another_process_is_not_running(tmp_path):
+    from app.statefile import write_state
+    (tmp_path / "edgesense.toml").write_text('[supervisor]\nstate_file = "run/state.json"\n' + ONE_SENSOR)
+    (tmp_path / "run").mkdir()
+    write_state(tmp_path / "run" / "state.json", state(os.getpid(), time.time()))
+    running = edgesense_in_process("status", cwd=tmp_path)
+    stamped = json.loads((tmp_path / "run" / "state.json").read_text())
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stamped["supervisor"]["pid"] = stamped["writer"]["pid"] = other.pid  # as if the pid went to it
+        (tmp_path / "run" / "state.json").write_text(json.dumps(stamped))
+        reused = edgesense_in_process("status", cwd=tmp_path)
+    finally:
+        other.kill()
+        other.wait(timeout=30)
+
+    assert running.returncode == 0 and running.stdout.startswith("edgesense is running")
+    assert reused.returncode == 1
+    assert reused.stdout.startswith(f"edgesense is not running (supervisor pid {other.pid} is gone)")
+
+
+def test_the_state_file_is_stamped_synced_and_leaves_no_temporary(tmp_path):
+    from app.statefile import write_state
+    path = tmp_path / "state.json"
+    (tmp_path / ".state-state.json.tmp").write_text("left by a crash")
+    write_state(path, {"supervisor": {"pid": os.getpid()}})
+
+    document = json.loads(path.read_text())
+    assert document["writer"]["pid"] == os.getpid()
+    assert set(document["writer"]) == {"pid", "boot_id", "start_ticks"}
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]

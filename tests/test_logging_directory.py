@@ -34,7 +34,7 @@ def rotated_names(directory, live_name):
 
 def lines_oldest_first(directory, live_name):
     """Every line the rotated files and the live file hold, oldest first."""
-    paths = [os.path.join(directory.path, name) for name in reversed(rotated_names(directory, live_name))]
+    paths = [os.path.join(directory.path, name) for name in rotated_names(directory, live_name)]
     lines = []
     for path in paths + [os.path.join(directory.path, live_name)]:
         lines.extend(file_lines(path))
@@ -58,7 +58,7 @@ def write(live, lines):
 
 
 @pytest.mark.parametrize("compress, suffix", [(True, ".gz"), (False, "")])
-def test_rotated_files_are_numbered_newest_first(tmp_path, compress, suffix):
+def test_rotated_files_are_numbered_in_rotation_order(tmp_path, compress, suffix):
     directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=100_000, compress=compress)
     live = directory.open_live("edgesense.log")
     lines = numbered_lines(70)
@@ -66,8 +66,8 @@ def test_rotated_files_are_numbered_newest_first(tmp_path, compress, suffix):
     live.close()
 
     assert rotated_names(directory, "edgesense.log") == [f"edgesense.log.{n}{suffix}" for n in (1, 2, 3)]
-    assert file_lines(str(tmp_path / f"edgesense.log.1{suffix}")) == lines[40:60]
-    assert file_lines(str(tmp_path / f"edgesense.log.3{suffix}")) == lines[:20]
+    assert file_lines(str(tmp_path / f"edgesense.log.1{suffix}")) == lines[:20]
+    assert file_lines(str(tmp_path / f"edgesense.log.3{suffix}")) == lines[40:60]
     assert lines_oldest_first(directory, "edgesense.log") == lines
     assert sorted(os.listdir(tmp_path)) == ["edgesense.log"] + [f"edgesense.log.{n}{suffix}" for n in (1, 2, 3)]
 
@@ -83,8 +83,9 @@ def test_budget_deletes_the_oldest_rotated_files_of_either_kind(tmp_path):
         write(readings, [reading_line])
         assert disk_bytes(tmp_path) + STATE_FILE_RESERVE <= budget
 
-    assert rotated_names(directory, "edgesense.log")[0] == "edgesense.log.1"
-    assert rotated_names(directory, "readings.jsonl") == ["readings.jsonl.1"]
+    kept = [int(name.split(".")[2]) for name in rotated_names(directory, "edgesense.log")
+            + rotated_names(directory, "readings.jsonl")]
+    assert sorted(kept) == list(range(max(kept) - len(kept) + 1, max(kept) + 1))  # the newest, of either kind
     for live_name, lines in [("edgesense.log", log_lines), ("readings.jsonl", reading_lines)]:
         kept = lines_oldest_first(directory, live_name)
         assert kept == lines[-len(kept):]
@@ -105,8 +106,8 @@ def test_budget_holds_while_compressing(tmp_path):
     budget = 3 * 2000 + STATE_FILE_RESERVE
     peaks = []
 
-    def compress_and_measure(source, target):
-        gzip_file(source, target)
+    def compress_and_measure(plain, packed):
+        gzip_file(plain, packed)
         peaks.append(disk_bytes(tmp_path))
 
     directory = LogDirectory(tmp_path, max_file_bytes=2000, max_total_bytes=budget, compressor=compress_and_measure,
@@ -166,6 +167,7 @@ def fill_with_foreign_file(tmp_path, reports):
         write(live, numbered_lines(1000))
     before = rotated_names(directory, "edgesense.log") + rotated_names(directory, "readings.jsonl")
     (tmp_path / "core.dump").write_bytes(os.urandom(150_000))
+    time.sleep(RESCAN_SECONDS)  # other files are counted at the next listing, at most this late
     return directory, lives, before
 
 

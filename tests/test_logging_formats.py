@@ -51,7 +51,8 @@ def test_journal_gets_priority_and_no_timestamp(tmp_path):
 
 def test_every_traceback_line_carries_the_priority():
     line = JournalFormatter().format(record(logging.ERROR, "read failed", exc_text="Traceback:\nValueError: x"))
-    assert line.split("\n") == ["<3>sensor:door sensors.gpio ERROR read failed", "<3>Traceback:", "<3>ValueError: x"]
+    assert line.split("\n") == ["<3>sensor:door sensors.gpio ERROR read failed", "<3>| Traceback:",
+                                 "<3>| ValueError: x"]
 
 
 def test_journal_stream_of_another_file_is_not_the_journal(tmp_path):

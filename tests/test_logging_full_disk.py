@@ -7,14 +7,12 @@ import logging
 import os
 import re
 import resource
-import subprocess
 import sys
 import time
 
-import pytest
-
-from helpers import wait_for
+from helpers import fill_disk, wait_for
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
+from logging_setup.directory import RESCAN_SECONDS
 
 WAIT = 20.0
 
@@ -34,18 +32,6 @@ def timed_writer(sender, label, count, duration):
     for number in range(count):
         log.info("%s record %d", label, number)
     duration.value = time.monotonic() - started
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    mount_point = tmp_path / "logs"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here; the file-size-limit variant covers the failure")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 class Tree:
@@ -80,17 +66,6 @@ class Tree:
         return [line.split("INFO     ", 1)[1] for line in text.splitlines() if f" {label} record " in line]
 
 
-def fill(directory):
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def assert_one_episode_reported(tree, lost):
     log_path = tree.settings.dir / "edgesense.log"
     lines = tree.stderr().splitlines()
@@ -104,7 +79,7 @@ def test_full_tmpfs(mp_context, small_tmpfs, tmp_path):
         tree = Tree(mp_context, transport, settings, tmp_path / "stderr")
         assert tree.write("before", 50) < WAIT
         wait_for(lambda: len(tree.logged("before")) == 50, WAIT, what="the records before")
-        fill(small_tmpfs)
+        fill_disk(small_tmpfs)
         assert tree.write("full", 300) < 5.0  # not stalled: the listener keeps draining
         wait_for(lambda: "cannot write" in tree.stderr(), WAIT, what="the report")
         os.unlink(small_tmpfs / "filler")
@@ -171,6 +146,7 @@ def test_a_foreign_file_over_the_budget_pauses_logging_until_it_goes(mp_context,
         wait_for(lambda: len(logged_everywhere(settings.dir, "before")) == 1000, WAIT, what="the records before")
         history = rotated_log_names(settings.dir)
         (settings.dir / "core.dump").write_bytes(os.urandom(150_000))
+        time.sleep(RESCAN_SECONDS)  # other files are counted at the next listing, at most this late
         tree.write("during", 600)
         wait_for(lambda: "does not fit" in tree.stderr(), WAIT, what="the report")
         assert len(rotated_log_names(settings.dir)) >= len(history) >= 4

@@ -73,7 +73,7 @@ def join_all(processes):
 
 def log_text(settings):
     """The app log across its rotated files, oldest first."""
-    rotated = sorted(settings.dir.glob("edgesense.log.*"), key=lambda path: -int(path.name.split(".")[2]))
+    rotated = sorted(settings.dir.glob("edgesense.log.*"), key=lambda path: int(path.name.split(".")[2]))
     parts = [gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes() for path in rotated]
     return b"".join(parts + [(settings.dir / "edgesense.log").read_bytes()]).decode()
 

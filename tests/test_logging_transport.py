@@ -84,9 +84,9 @@ def test_traceback_travels_as_text(transport, log):
         log.exception("read failed")
     [record] = received(transport)
     assert record.exc_info is None
-    message = record.getMessage()
-    assert message.startswith("read failed\nTraceback (most recent call last):\n")
-    assert message.endswith("ValueError: bad wiring")
+    assert record.getMessage() == "read failed"
+    assert record.exc_text.startswith("Traceback (most recent call last):\n")
+    assert record.exc_text.endswith("ValueError: bad wiring")
 
 
 def test_one_megabyte_message_arrives_truncated_with_marker(transport, log):

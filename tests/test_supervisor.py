@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,7 @@ def test_crash_on_every_start_backs_off_then_fails(make_tree):
     wait_for(lambda: (s := tree.sensor_state("broken")) and s["state"] == "failed", 30, what="broken failed")
     failed = tree.sensor_state("broken")
     assert failed["restarts"] == 4
+    assert failed["last_exit"] == "could not be built (exit 3)"
     assert failed["next_retry"] > time.time() + 200
     planned = [float(m) for m in re.findall(r"sensor broken: ended with could not be built \(exit 3\); restart in ([\d.]+) s", tree.log_text())]
     assert planned == pytest.approx([0.2, 0.4, 0.8, 0.8], abs=0.06)
@@ -329,7 +331,11 @@ def test_reload_with_unusable_logging_goes_back_to_the_working_settings(make_tre
     tree = make_tree(COUNTERS).start()
     tree.wait_running("alpha", "beta")
     text = tree.config_path.read_text()
-    tree.config_path.write_text(text.replace('dir = "logs"', 'dir = "/proc/edgesense-cannot-be-here"')
+    # A folder that validation accepts (it tries the folder itself, so /proc
+    # or a read-only mount is a config error) but whose files the listener
+    # cannot open: edgesense.log is a folder.
+    (tree.config_path.parent / "unusable-logs" / "edgesense.log").mkdir(parents=True)
+    tree.config_path.write_text(text.replace('dir = "logs"', 'dir = "unusable-logs"')
                                 .replace(f'start_method = "{tree.start_method}"',
                                          f'start_method = "{tree.start_method}"\nstate_file = "logs/edgesense.state.json"'))
     tree.signal(signal.SIGHUP)
@@ -352,6 +358,22 @@ def test_a_new_log_level_reaches_every_sensor(make_tree):
     wait_for(lambda: {s["pid"] for s in tree.state()["sensors"]}.isdisjoint({alpha["pid"], beta["pid"]}), 10,
              what="new pids in the state file")
     tree.wait_running("alpha", "beta")
+
+
+def test_a_new_log_level_above_info_restarts_no_sensor(make_tree):
+    """Workers send INFO and above whatever the level (readings are INFO
+    records); only the listener applies the level, so nothing restarts."""
+    tree = make_tree(COUNTERS).start()
+    alpha, beta = tree.wait_running("alpha", "beta")
+    tree.config_path.write_text(tree.config_path.read_text().replace('dir = "logs"', 'dir = "logs"\nlevel = "WARNING"')
+                                + counter("gamma"))
+    tree.signal(signal.SIGHUP)
+    tree.wait_running("gamma")
+    assert [(s["name"], s["pid"], s["restarts"]) for s in tree.state()["sensors"][:2]] == [
+        ("alpha", alpha["pid"], 0), ("beta", beta["pid"], 0)]
+    tree.wait_readings("gamma", 2)
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit() == 0
 
 
 def forkserver_pid(supervisor_pid):

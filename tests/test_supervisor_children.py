@@ -39,7 +39,7 @@ class FakeLauncher:
         self.stop_senders.append(DummyPipe())
         return DummyPipe(), self.stop_senders[-1]
 
-    def heartbeat(self):
+    def heartbeat(self, previous=None):
         return DummyHeartbeat()
 
     def moment(self):
