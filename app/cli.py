@@ -10,18 +10,24 @@ import argparse
 import functools
 import json
 import os
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 from app import demo
+from app.budget import budget_warnings
 from app.cli_environment import Environment
 from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config, load_paths,
-                        paths_from_dict)
+                        paths_from_dict, read_toml)
+from app.config_file import absolute_path
 from app.exit_status import ExitStatus
-from app.logview import RecordFilter, show_logs
+from app.logview import RecordFilter, same_sensor_name, sensor_names, show_logs
+from app.paths import ServiceUser, judgement_notes
+from app.service_unit import unit_for_config
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
                             with_latest_readings)
+from app.treelock import lock_path
 from sensors import pins, registry
+from sensors.problems import did_you_mean, render
 
 DEFAULT_INIT_PATH = "edgesense.toml"
 
@@ -36,6 +42,9 @@ def main(argv=None, env=None):
         args = parser.parse_args(argv)
     except _ParserExit as done:
         return done.status
+    if args.version:
+        print(f"edgesense {version()}", file=env.stdout)
+        return ExitStatus.OK
     if args.command is None:
         parser.print_help(env.stderr)
         return ExitStatus.USAGE
@@ -50,6 +59,14 @@ def main(argv=None, env=None):
     except BrokenPipeError:
         _silence(env.stdout)
         return ExitStatus.OK
+
+
+def version():
+    """The installed version of edgesense."""
+    try:
+        return metadata.version("edgesense")
+    except metadata.PackageNotFoundError:
+        return "(version unknown: run from a source tree that is not installed)"
 
 
 class _ParserExit(Exception):
@@ -94,6 +111,7 @@ def build_parser(env):
                "/etc/edgesense/config.toml; none found: `run` runs the built-in demo.",
     )
     parser.set_defaults(command=None)
+    parser.add_argument("--version", action="store_true", help="print the version of edgesense and exit")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND",
                                      parser_class=functools.partial(_Parser, env=env))
 
@@ -189,12 +207,43 @@ def cmd_check(args, env):
         print("edgesense: no config file found (looked for $EDGESENSE_CONFIG, "
               f"{', '.join(SEARCH_PATHS)}); write one with `edgesense init`", file=env.stderr)
         return ExitStatus.USAGE
-    config = load_config(path, cwd=env.cwd)
+    service_user = _service_user(path, env)
+    config = load_config(path, cwd=env.cwd, service_user=service_user)
     gpio_warning = _gpio_warning(config)
     if gpio_warning:
         print(f"edgesense: warning: {gpio_warning}", file=env.stderr)
-    print("\n".join(summary(config, name=path)), file=env.stdout)
+    print("\n".join(summary(config, name=path) + folder_notes(config, service_user)
+                    + [f"  {line}" for line in budget_warnings(config.logging, config.sensors)]),
+          file=env.stdout)
     return ExitStatus.OK
+
+
+def _service_user(path, env):
+    """Who will write the config's folders when that is not this process:
+    the User= of the installed unit that runs this config, else (for a user
+    other than root) the owner of an existing log folder."""
+    unit = unit_for_config(absolute_path(path, env.cwd))
+    if unit is not None:
+        return ServiceUser.from_unit(unit)
+    try:
+        log_dir = load_paths(path, cwd=env.cwd).log_dir
+    except ConfigError:
+        return None  # load_config reports it with everything else
+    try:
+        if os.geteuid() != 0 and log_dir.is_dir() and log_dir.stat().st_uid != os.geteuid():
+            return ServiceUser.owner_of(log_dir)
+    except OSError:
+        pass
+    return None
+
+
+def folder_notes(config, service_user):
+    """For whom the folders were judged, and what could not be judged."""
+    if service_user is None:
+        return []
+    folders = [config.logging.dir, config.supervisor.state_file.parent]
+    return ([f"  folders judged for user {service_user.name} ({service_user.why})"]
+            + [f"  note: {note}" for note in judgement_notes(dict.fromkeys(folders), service_user)])
 
 
 def _gpio_warning(config):
@@ -278,7 +327,7 @@ def cmd_status(args, env):
         print(error, file=env.stderr)
         return ExitStatus.FAILURE
     state = with_latest_readings(state, latest_readings(paths.log_dir))
-    lines, running = describe_state(state, now=env.clock())
+    lines, running = describe_state(state, now=env.clock(), lock_file=lock_path(paths.state_file))
     if args.json:
         env.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -291,12 +340,16 @@ def cmd_logs(args, env):
         print("edgesense: --level does not apply to --readings", file=env.stderr)
         return ExitStatus.USAGE
     directory = _service_paths(args, env).log_dir
-    if not directory.is_dir():
-        print(f"edgesense: no log folder at {directory} "
-              "(edgesense has not run with this config yet)", file=env.stderr)
-        return ExitStatus.FAILURE
     record_filter = RecordFilter(sensor=args.sensor, level=args.level, readings=args.readings)
     try:
+        unknown = args.sensor is not None and _unknown_sensor(args, env, directory, record_filter)
+        if unknown:
+            print(unknown, file=env.stderr)
+            return ExitStatus.USAGE
+        if not directory.is_dir():
+            print(f"edgesense: no log folder at {directory} "
+                  "(edgesense has not run with this config yet)", file=env.stderr)
+            return ExitStatus.FAILURE
         readable = show_logs(directory, count=args.lines, record_filter=record_filter,
                              follow=args.follow, out=env.stdout, err=env.stderr)
     except OSError as error:
@@ -306,6 +359,32 @@ def cmd_logs(args, env):
               file=env.stderr)
         return ExitStatus.FAILURE
     return ExitStatus.OK if readable else ExitStatus.FAILURE
+
+
+def _unknown_sensor(args, env, directory, record_filter):
+    """The one-line error when --sensor names no sensor of the config and
+    none of the log (ignoring case), with a did-you-mean; else None."""
+    path = _config_path(args, env)
+    configured = _configured_sensor_names(path, env)
+    if any(same_sensor_name(name, args.sensor) for name in configured):
+        return None
+    logged = sensor_names(directory, record_filter) if directory.is_dir() else set()
+    if any(same_sensor_name(name, args.sensor) for name in logged):
+        return None
+    where = f"the {demo.SOURCE}" if path is None else path
+    return (f"edgesense: no sensor named {render(args.sensor)} in {where} or in its log"
+            + did_you_mean(args.sensor, sorted({*configured, *logged})))
+
+
+def _configured_sensor_names(path, env):
+    """The names of the [[sensor]] sections of the config at ``path`` (the
+    demo's when None), read without validating the rest."""
+    data = demo.demo_settings() if path is None else read_toml(path, cwd=env.cwd)
+    sections = data.get("sensor")
+    if not isinstance(sections, list):
+        return []
+    return [section["name"] for section in sections
+            if isinstance(section, dict) and isinstance(section.get("name"), str)]
 
 
 def _silence(stdout):

@@ -23,19 +23,21 @@ __all__ = [
 ]
 
 
-def load_config(path, *, check_paths=True, cwd=None):
+def load_config(path, *, check_paths=True, cwd=None, service_user=None):
     """Read and validate a config file; raise ConfigError with all errors.
 
     A relative ``path`` is relative to ``cwd`` (default: the working
     folder); messages name the path as given. Relative paths in the file
     resolve against the file's folder. ``check_paths=False`` skips the
     writability checks of the log folder and the state file, for commands
-    that only read them (``status``, ``logs``).
+    that only read them (``status``, ``logs``); ``service_user`` (an
+    ``app.paths.ServiceUser``) judges them for that user instead of this
+    process.
     """
     data = read_toml(path, cwd=cwd)
     absolute = absolute_path(path, cwd)
     return config_from_dict(data, path=absolute, base_dir=absolute.parent,
-                            source=str(path), check_paths=check_paths)
+                            source=str(path), check_paths=check_paths, service_user=service_user)
 
 
 def load_paths(path, *, cwd=None):

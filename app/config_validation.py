@@ -47,7 +47,7 @@ def paths_from_dict(data, *, base_dir, source):
     return ServicePaths(log_dir, state_file)
 
 
-def config_from_dict(data, *, path, base_dir, source, check_paths=True):
+def config_from_dict(data, *, path, base_dir, source, check_paths=True, service_user=None):
     """Validate parsed TOML ``data``; relative paths resolve against
     ``base_dir``; messages start with ``source``."""
     problems = _Problems(source)
@@ -62,9 +62,9 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True):
     gpio = GpioSettings(**_section(data, "gpio", problems))
     sensors = _sensors(data.get("sensor"), problems)
     if check_paths:
-        check_writable(log_settings.dir, "logging.dir", problems)
+        check_writable(log_settings.dir, "logging.dir", problems, service_user)
         if supervisor_values["state_file"] is not None:
-            check_state_file(supervisor.state_file, problems)
+            check_state_file(supervisor.state_file, problems, service_user)
     if problems.lines:
         raise ConfigError(problems.lines)
     return Config(path=path, logging=log_settings, supervisor=supervisor, gpio=gpio,

@@ -45,7 +45,7 @@ class Heartbeat:
     """
 
     FIELDS = ("tick", "read_started", "read_ended", "last_value",
-              "last_reading_time", "readings", "failures")
+              "last_reading_time", "readings", "failures", "build_failure")
 
     tick = _Slot(0)
     read_started = _Slot(1)
@@ -54,14 +54,21 @@ class Heartbeat:
     last_reading_time = _Slot(4)
     readings = _Slot(5, int)
     failures = _Slot(6, int)
+    build_failure = _Slot(7, int)
+    """A fingerprint of why the sensor could not be built (0: it was), kept
+    from one start to the next so that the same failure again is one line."""
 
     def __init__(self, array):
         self.array = array
 
     @classmethod
-    def create(cls, ctx=multiprocessing):
+    def create(cls, ctx=multiprocessing, previous=None):
+        """A new heartbeat; ``previous``, the heartbeat of the sensor's last
+        start, hands on its ``build_failure``."""
         heartbeat = cls(ctx.RawArray("d", len(cls.FIELDS)))
         heartbeat.last_value = math.nan
+        if previous is not None:
+            heartbeat.build_failure = previous.build_failure
         return heartbeat
 
     @property

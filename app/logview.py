@@ -39,39 +39,55 @@ MAX_RECORD_LINES = 1000
 CUT_MARK = " [line cut]"
 
 
+SENSOR_PROCESS_PREFIX = "sensor:"
+
+
 @dataclass(frozen=True)
 class RecordFilter:
     """Which records to show: those of one sensor (its process is
-    ``sensor:<name>``), and those at ``level`` or above."""
+    ``sensor:<name>``; names match ignoring case, as the config's rule of
+    unique names does), and those at ``level`` or above."""
 
     sensor: str | None = None
     level: str | None = None
     readings: bool = False
 
+    @property
+    def base(self):
+        """The name of the files this filter reads."""
+        return READINGS_FILE_NAME if self.readings else LOG_FILE_NAME
+
     def matches(self, first_line):
         """Whether the record starting with ``first_line`` is shown."""
-        if self.readings:
-            return self._matches_reading(first_line)
-        if self.sensor is None and self.level is None:
+        if self.sensor is not None and not same_sensor_name(self.sensor_of(first_line), self.sensor):
+            return False
+        if self.readings or self.level is None:
             return True
         found = RECORD_START.match(first_line)
-        if not found:
-            return False
-        if self.sensor is not None and found["process"] != f"sensor:{self.sensor}":
-            return False
-        return self.level is None or _level_number(found["level"]) >= _level_number(self.level)
+        return found is not None and _level_number(found["level"]) >= _level_number(self.level)
 
-    def _matches_reading(self, line):
-        if self.sensor is None:
-            return True
-        try:
-            reading = json.loads(line)
-        except ValueError:
-            return False
-        return isinstance(reading, dict) and reading.get("sensor") == self.sensor
+    def sensor_of(self, first_line):
+        """The name of the sensor whose record (or reading) starts with
+        ``first_line``, or None."""
+        if self.readings:
+            try:
+                reading = json.loads(first_line)
+            except ValueError:
+                return None
+            name = reading.get("sensor") if isinstance(reading, dict) else None
+            return name if isinstance(name, str) else None
+        found = RECORD_START.match(first_line)
+        if found and found["process"].startswith(SENSOR_PROCESS_PREFIX):
+            return found["process"].removeprefix(SENSOR_PROCESS_PREFIX)
+        return None
 
     def starts_record(self, line):
         return self.readings or RECORD_START.match(line) is not None
+
+
+def same_sensor_name(name, other):
+    """Whether two sensor names are one name (ignoring case); None is no name."""
+    return name is not None and other is not None and name.casefold() == other.casefold()
 
 
 def _level_number(name):
@@ -82,9 +98,9 @@ def _level_number(name):
 class Notes:
     """What a reader met that it could not show: a damaged archive (which
     makes ``logs`` fail), an entry that is not a file (skipped). One line
-    each, on ``err``."""
+    each, on ``err``; none without one (a reader that only looks)."""
 
-    def __init__(self, err):
+    def __init__(self, err=None):
         self.err = err
         self.damaged = False
         self._said = set()
@@ -99,7 +115,8 @@ class Notes:
     def _say(self, line):
         if line not in self._said:
             self._said.add(line)
-            print(line, file=self.err, flush=True)
+            if self.err is not None:
+                print(line, file=self.err, flush=True)
 
 
 def log_files(directory, base, notes):
@@ -236,6 +253,31 @@ def _decoded(line):
     return text + CUT_MARK if len(line) > MAX_LINE_BYTES else text
 
 
+def sensor_names(directory, record_filter):
+    """The names of the sensors with records in the files ``record_filter``
+    reads (the log, or the readings), as they are written there."""
+    names = set()
+    notes = Notes()
+    for path in log_files(directory, record_filter.base, notes):
+        for line in _every_line(path, notes):
+            name = record_filter.sensor_of(line)
+            if name is not None:
+                names.add(name)
+    return names
+
+
+def _every_line(path, notes):
+    try:
+        handle = open_regular(path)
+    except (FileNotFoundError, NotRegularFile):
+        return
+    with handle:
+        if path.name.endswith(".gz"):
+            yield from _lines_forward(path, handle, notes)
+        else:
+            yield from _lines_backward(handle, os.fstat(handle.fileno()).st_size)
+
+
 class Follower:
     """Reads what is appended to a live file, across rotations: when the name
     points to a new file (its inode changed) the rest of the old one is read,
@@ -307,7 +349,7 @@ def show_logs(directory, *, count, record_filter, follow, out, err=sys.stderr, s
     matching record until interrupted. Returns False when a file was
     damaged (what was readable is printed, and a note names the file)."""
     notes = Notes(err)
-    base = READINGS_FILE_NAME if record_filter.readings else LOG_FILE_NAME
+    base = record_filter.base
     follower = Follower(Path(directory) / base)
     live_end = None
     if follow and follower.open():

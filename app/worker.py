@@ -13,14 +13,15 @@ import os
 import sys
 import threading
 import time
+import zlib
 from multiprocessing import connection
 
 from gpiozero import Device
 from gpiozero.exc import GPIOZeroError
 
 from app.output_capture import PrintedLines
-from app.worker_exit import WorkerExit
-from app.worker_loop import serve
+from app.worker_exit import WorkerExit, describe_exit
+from app.worker_loop import one_line, serve
 from logging_setup import configure_process
 from logging_setup.signals import ignore_tree_signals
 from sensors import registry
@@ -135,13 +136,23 @@ def sending_level(log_level):
     return min(logging.getLevelName(log_level.upper()), logging.INFO)
 
 
+def _log_build_failure(config, error, heartbeat):
+    """One ERROR line; with the traceback when the error does not explain
+    itself, unless the previous start failed the same way (the heartbeat
+    carries its fingerprint), so a restart loop does not repeat it."""
+    fingerprint = zlib.crc32(f"{type(error).__qualname__}: {error}".encode()) or 1
+    again = heartbeat.build_failure == fingerprint
+    heartbeat.build_failure = fingerprint
+    log.error("sensor=%s cannot be built%s (type %s): %s", config.name, " again" if again else "",
+              config.type, one_line(error),
+              exc_info=not (again or isinstance(error, _SELF_EXPLAINING_ERRORS)))
+
+
 def _run(config, pin_factory_name, stop, heartbeat):
     try:
         sensor = build_sensor(config, pin_factory_name)
     except Exception as exc:
-        log.error("sensor=%s cannot be built (type %s): %s: %s", config.name,
-                  config.type, type(exc).__name__, exc,
-                  exc_info=not isinstance(exc, _SELF_EXPLAINING_ERRORS))
+        _log_build_failure(config, exc, heartbeat)
         _close_pin_factory()
         return WorkerExit.BUILD_FAILED
     log.info("sensor=%s started: type %s every %s s", config.name,
@@ -156,6 +167,5 @@ def _run(config, pin_factory_name, stop, heartbeat):
     if status is WorkerExit.STOPPED:
         log.info("sensor=%s stopped", config.name)
     else:
-        log.info("sensor=%s exits with status %d (%s)", config.name,
-                 status, status.name.lower())
+        log.info("sensor=%s exits: %s", config.name, describe_exit(status))
     return status

@@ -2,7 +2,8 @@
 # First boot without a keyboard: install edgesense from the boot partition.
 #
 # The boot partition (FAT, writable from any laptop) holds a folder edgesense/:
-#   firstboot.sh, install.sh, edgesense.service, edgesense-firstboot.service,
+#   firstboot.sh, install.sh, installer.py, edgesense.service,
+#   edgesense-firstboot.service,
 #   sysusers.d/        a copy of deploy/ (`cp -rL deploy BOOT/edgesense`)
 #   wheels/            edgesense and its dependencies (`pip wheel -w wheels .`), or
 #   src/               a checkout, built on the Pi (needs the network)

@@ -35,15 +35,19 @@ Options:
                      holding this script, $(dirname "$HERE"))
   --wheelhouse DIR   take the package and its dependencies from DIR only, no
                      index (a folder made by \`pip wheel -w DIR .\`)
-  --config FILE      the config to install when $CONFIG does not exist yet
+  --config FILE      the config to install when $CONFIG does not exist
+                     yet (a relative or missing log dir becomes $LOG_DIR);
+                     checked, with the unit's Environment=, before anything
+                     is replaced
   --replace-config   install --config FILE even over an existing config (which
                      is kept as config.toml.old)
   --python PATH      the Python that creates the venv (default /usr/bin/python3,
                      which has Raspberry Pi OS's python3-lgpio)
   --operator USER    add USER to group edgesense, so they can read the logs and
                      the state without sudo (default: the user who ran sudo)
-  --root DIR         lay everything out under DIR (an image, a test): no user is
-                     created, nothing is started, systemctl is not called
+  --root DIR         lay everything out under DIR (a card image, a test): no user
+                     is created, nothing is started, systemctl is not called,
+                     and nothing installed names DIR
   --uninstall        stop and remove the service, the venv and the command;
                      keep the config, the logs and the state
   --purge            --uninstall, and remove the config, logs and state too
@@ -108,6 +112,16 @@ check_python() {
         || die "$PYTHON is older than 3.11; edgesense needs Python 3.11 or newer"
     "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
         || die "$PYTHON cannot create a venv: apt install python3-venv"
+}
+
+# A venv laid out for an image runs on the image's Python: the same minor
+# version, or its site-packages are not found.
+check_image_python() {
+    [ -n "$R" ] && [ -L "$R/usr/bin/python3" ] || return 0
+    image=$(readlink "$R/usr/bin/python3")
+    ours=python$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    [ "${image##*/}" = "$ours" ] \
+        || die "the image's /usr/bin/python3 is ${image##*/} and $PYTHON is $ours: pass --python a ${image##*/}"
 }
 
 # The venv sees the system's site-packages so that it finds python3-lgpio from
@@ -252,7 +266,7 @@ check_config() {
         return
     fi
     printf '%s\n' "$output" | relabel "$CANDIDATE" "$label" >&2
-    die "$label has errors (above): nothing was installed or replaced"
+    die "$label has errors (above): nothing installed was replaced"
 }
 
 relabel() {
@@ -375,6 +389,7 @@ check_inputs() {
     [ -z "$CONFIG_SOURCE" ] || [ -f "$CONFIG_SOURCE" ] || die "--config $CONFIG_SOURCE: no such file"
     [ "$REPLACE_CONFIG" = no ] || [ -n "$CONFIG_SOURCE" ] || die "--replace-config needs --config FILE"
     check_python
+    check_image_python
 }
 
 do_install() {

@@ -22,18 +22,32 @@ class Reading:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+class BadReading(ValueError):
+    """What a ``read()`` returned is not a reading: the worker counts it as
+    a failed read and says what came back, without a traceback (the fault
+    is in the sensor's type, not where ``as_reading`` found it)."""
+
+
 def as_reading(result, unit=""):
     """The Reading for what a ``read()`` returned: a Reading or a plain number.
 
     The value becomes a plain int or float (a bool becomes 0 or 1). A value
     that is not a finite number (None, NaN, infinity: what many drivers
-    return for a failed read) raises ValueError, so the worker counts it as
-    a failed read.
+    return for a failed read) raises BadReading, a ValueError.
+
+    >>> as_reading(True)
+    Reading(value=1, unit='', extra={})
+    >>> as_reading(None)
+    Traceback (most recent call last):
+    ...
+    sensors.base.BadReading: returned None, not a finite number or a Reading
     """
     reading = result if isinstance(result, Reading) else Reading(result, unit)
     value = reading.value
     if not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"read() gave {value!r}, not a finite number")
+        if reading is result:
+            raise BadReading(f"returned a Reading whose value is {value!r}, not a finite number")
+        raise BadReading(f"returned {value!r}, not a finite number or a Reading")
     # Plain int or float (not bool, not numpy's types), so the value prints
     # and serialises the same whatever the driver returned.
     plain = int(value) if isinstance(value, Integral) else float(value)

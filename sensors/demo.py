@@ -7,8 +7,8 @@ the sensor's process. Nothing here touches real GPIO.
 
 >>> with DemoButton(pin=17) as button:
 ...     reading = button.read()
->>> reading.value in (0.0, 1.0)
-True
+>>> reading.value in (0, 1), reading.unit
+(True, 'state')
 """
 
 import math
@@ -76,7 +76,7 @@ class DemoButton(_DrivenDemo):
 
     def read(self):
         presses, self._presses = self._presses, 0
-        return Reading(float(self.device.is_pressed), extra={"activations": presses})
+        return Reading(int(self.device.is_pressed), "state", {"activations": presses})
 
 
 class DemoMotion(_DrivenDemo):
@@ -102,7 +102,7 @@ class DemoMotion(_DrivenDemo):
 
     def read(self):
         motions, self._motions = self._motions, 0
-        return Reading(float(self.device.motion_detected), extra={"activations": motions})
+        return Reading(int(self.device.motion_detected), "state", {"activations": motions})
 
 
 class DemoLight(_DrivenDemo):
@@ -133,4 +133,4 @@ class DemoLight(_DrivenDemo):
             self.pin.charge_time = self._charge_time()
 
     def read(self):
-        return Reading(round(self.device.value, 3))
+        return Reading(round(self.device.value, 3), "fraction")

@@ -47,6 +47,18 @@ def test_demo_light_changes_with_its_sky():
     assert all(0.0 <= reading.value <= 1.0 for reading in readings)
 
 
+@pytest.mark.parametrize("type_name, unit", [("sensors.demo:DemoButton", "state"),
+                                             ("sensors.demo:DemoMotion", "state"),
+                                             ("sensors.demo:DemoLight", "fraction")])
+def test_demo_readings_have_the_units_of_the_types_they_imitate(type_name, unit):
+    """README's Types table: button and motion give state 0/1 in `state`,
+    light 0 to 1 in `fraction`."""
+    with registry.build(type_name, {"pin": 5}, pin_factory=MockFactory()) as sensor:
+        reading = sensor.read()
+    assert reading.unit == unit
+    assert type(reading.value) is (int if unit == "state" else float)
+
+
 def test_demo_sensor_close_is_idempotent():
     sensor = registry.build("sensors.demo:DemoButton", {"pin": 5}, pin_factory=MockFactory())
     sensor.close()

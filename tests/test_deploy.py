@@ -352,6 +352,38 @@ def test_an_image_built_at_a_scratch_root_runs_at_slash(image_at_a_scratch_root,
     assert result.stderr == ""
 
 
+# What the first boot and the first start do on the card (systemd-sysusers, the
+# unit's LogsDirectory= and StateDirectory=), then an operator in the group
+# edgesense checks the config the way README's routine does.
+OPERATOR_CHECKS = """\
+systemd-sysusers >/dev/null 2>&1
+install -d -m 0750 -o edgesense -g edgesense /var/log/edgesense /var/lib/edgesense
+useradd --no-create-home --user-group pi-admin
+usermod -a -G edgesense pi-admin
+as_operator() { setpriv --reuid=pi-admin --regid=pi-admin --init-groups "$@"; }
+as_operator edgesense check && echo "check: exit 0"
+sed -i 's|^dir = .*|dir = "/srv/edgesense-logs"|' /etc/edgesense/config.toml
+as_operator edgesense check || echo "check: exit $?"
+"""
+
+
+@pytest.mark.skipif(not can_overlay() or not shutil.which("setpriv") or not shutil.which("systemd-sysusers"),
+                    reason="needs root, unshare(1), overlayfs, setpriv(1) and systemd-sysusers to boot the image")
+def test_an_operator_checks_the_installed_config_for_the_services_user(installed, tmp_path):
+    result = in_image(installed, OPERATOR_CHECKS, tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "/etc/edgesense/config.toml: OK"
+    assert "  folders judged for user edgesense (User= of /etc/systemd/system/edgesense.service)" in lines
+    assert "check: exit 0" in lines
+    assert lines[-1] == "check: exit 2"
+    assert result.stderr == (
+        '/etc/edgesense/config.toml: logging.dir: "/srv/edgesense-logs" is read-only for the service '
+        "(ProtectSystem=strict in its unit): add ReadWritePaths=/srv/edgesense-logs in a drop-in "
+        "(systemctl edit edgesense)\n")
+
+
 def test_default_config_is_the_packaged_example_with_service_paths(installed):
     example = PACKAGED_EXAMPLE.read_text().splitlines()
     written = (installed / CONFIG).read_text().splitlines()
@@ -467,7 +499,7 @@ def test_a_config_that_fails_its_check_replaces_nothing(fresh_install, wheel, wh
     assert result.returncode == 1
     errors = result.stderr.splitlines()
     assert errors[0].startswith(f'{broken}: sensor "load".type: unknown sensor type')
-    assert errors[-1] == f"install.sh: error: {broken} has errors (above): nothing was installed or replaced"
+    assert errors[-1] == f"install.sh: error: {broken} has errors (above): nothing installed was replaced"
     assert tree(fresh_install) == before
 
 
@@ -597,6 +629,20 @@ def test_a_missing_input_is_one_error_and_nothing_is_created(tmp_path, option, m
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == "install.sh: error: " + message.format(missing) + "\n"
     assert list((tmp_path / "root").iterdir()) == []
+
+
+def test_an_image_with_another_python_version_is_refused(tmp_path, wheel, wheelhouse):
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/python3").symlink_to("python3.99")
+    ours = run([venv_python(), "-c", "import sys; print(\"python%d.%d\" % sys.version_info[:2])"]).stdout.strip()
+
+    result = install(root, "--wheel", wheel, "--wheelhouse", wheelhouse)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"install.sh: error: the image's /usr/bin/python3 is python3.99 and {venv_python()} "
+                             f"is {ours}: pass --python a python3.99\n")
+    assert sorted(path.name for path in root.rglob("*")) == ["bin", "python3", "usr"]
 
 
 def test_help_names_every_option():

@@ -178,3 +178,16 @@ def test_check_says_up_front_when_the_factory_cannot_open_and_a_sensor_needs_pin
         "edgesense: warning: sensor door needs GPIO pins, but no GPIO here: tried absentchip"
         f" (OSError: no /dev/gpiochip0); {HINT}\n")
     assert result.stdout.splitlines()[0] == f"{tmp_path / 'edgesense.toml'}: OK"
+
+
+def test_check_on_a_machine_without_gpio_names_the_defaults_tried(tmp_path):
+    if pins.factory_problem(None, environ={}) is None:
+        pytest.skip("this machine has GPIO")
+    config = tmp_path / "edgesense.toml"
+    config.write_text('[[sensor]]\nname = "door"\ntype = "button"\ninterval = 1\npin = 17\n'
+                      '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n')
+    result = edgesense_check(config, tmp_path)
+    assert result.returncode == 0, result.stderr
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith("edgesense: warning: sensor door needs GPIO pins, but no GPIO here: tried lgpio (")
+    assert warning.endswith(f"; {HINT}")

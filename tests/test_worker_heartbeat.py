@@ -30,4 +30,11 @@ def test_a_new_heartbeat_has_no_reading_yet():
     assert math.isnan(snapshot.pop("last_value"))
     assert snapshot == {"tick": 0.0, "read_started": 0.0, "read_ended": 0.0,
                         "last_reading_time": 0.0,
-                        "readings": 0, "failures": 0}
+                        "readings": 0, "failures": 0, "build_failure": 0}
+
+
+def test_a_new_heartbeat_hands_on_the_last_build_failure_only():
+    previous = Heartbeat.create()
+    previous.build_failure, previous.readings = 123456789, 4
+    heartbeat = Heartbeat.create(previous=previous)
+    assert (heartbeat.build_failure, heartbeat.readings) == (123456789, 0)

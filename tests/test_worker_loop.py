@@ -202,6 +202,14 @@ def test_thresholds_warn_once_per_crossing(caplog):
     ]
 
 
+def test_threshold_lines_of_a_reading_without_unit_have_single_spaces(caplog):
+    run(Returns(Reading(5), Reading(2)), FakeClock(), end=1.5, cfg=config(warn_above=4.0))
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "sensor=probe value=5 above warn_above=4.0",
+        "sensor=probe value=2 back within limits",
+    ]
+
+
 def test_failed_read_is_logged_with_traceback_and_keeps_the_schedule(caplog):
     clock = FakeClock()
     sensor = ScriptedSensor(clock, duration=0.2, fail_on={2, 3})
@@ -216,6 +224,64 @@ def test_failed_read_is_logged_with_traceback_and_keeps_the_schedule(caplog):
     assert all(r.exc_info and r.exc_info[0] is OSError for r in errors)
     assert heartbeat.readings == 4
     assert heartbeat.failures == 0
+
+
+class Returns(Sensor):
+    """A sensor whose every read returns (or raises) the next of ``results``."""
+
+    def __init__(self, *results):
+        self.results = list(results)
+
+    def read(self):
+        result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def error_records(caplog):
+    return [(r.getMessage(), r.exc_info[0] if r.exc_info else None)
+            for r in caplog.records if r.levelno == logging.ERROR]
+
+
+def test_the_same_failure_again_is_one_line_and_a_new_kind_has_its_traceback(caplog):
+    no_answer = OSError("no answer from the device")
+    sensor = Returns(no_answer, no_answer, TimeoutError("bus stuck"), no_answer, 7, no_answer, 8)
+    run(sensor, FakeClock(), end=6.5, cfg=config(max_failures=10))
+    assert error_records(caplog) == [
+        ("sensor=probe read failed (1 in a row, limit 10)", OSError),
+        ("sensor=probe read failed again (2 in a row, limit 10): OSError: no answer from the device", None),
+        ("sensor=probe read failed (3 in a row, limit 10)", TimeoutError),
+        ("sensor=probe read failed again (4 in a row, limit 10): OSError: no answer from the device", None),
+        ("sensor=probe read failed again (1 in a row, limit 10): OSError: no answer from the device", None),
+    ]
+
+
+def test_a_read_that_returns_none_is_one_line_naming_the_class(caplog):
+    run(Returns(None), FakeClock(), end=1.5)
+    name = f"{Returns.__module__}.Returns"
+    assert error_records(caplog) == [
+        (f"sensor=probe read failed (1 in a row, limit 3): {name}.read() returned None,"
+         " not a finite number or a Reading", None),
+        (f"sensor=probe read failed again (2 in a row, limit 3): {name}.read() returned None,"
+         " not a finite number or a Reading", None),
+    ]
+
+
+class PlainDriver:
+    """A custom type that does not subclass Sensor."""
+
+    def read(self):
+        return Reading(math.nan, "C")
+
+
+def test_a_custom_class_is_named_as_written_not_as_its_wrapper(caplog):
+    from sensors.registry import CustomSensor
+
+    run(CustomSensor(PlainDriver()), FakeClock(), end=0.5)
+    assert error_records(caplog) == [
+        (f"sensor=probe read failed (1 in a row, limit 3): {PlainDriver.__module__}.PlainDriver.read()"
+         " returned a Reading whose value is nan, not a finite number", None)]
 
 
 def test_max_failures_in_a_row_ends_the_loop():

@@ -125,8 +125,8 @@ class LogTree:
         self.listener.start()
         self.workers = []
 
-    def start_worker(self, config, pin_factory="mock"):
-        heartbeat = Heartbeat.create(self.ctx)
+    def start_worker(self, config, pin_factory="mock", previous=None):
+        heartbeat = Heartbeat.create(self.ctx, previous=previous)
         stop_reader, stop_writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=run_worker, name=f"sensor:{config.name}", args=(config,),
@@ -266,7 +266,7 @@ def test_worker_ignores_sigterm_and_sigint(tree, probes):
     tree.finish()
 
 
-def test_failed_reads_log_tracebacks_then_exit_non_zero(tree, probes):
+def test_failed_reads_log_one_traceback_then_one_line_each_and_exit_non_zero(tree, probes):
     config = SensorConfig(name="dead", type=f"{probes}:BrokenProbe", interval=0.05,
                           max_failures=3)
     process, heartbeat, _stop = tree.start_worker(config)
@@ -274,11 +274,14 @@ def test_failed_reads_log_tracebacks_then_exit_non_zero(tree, probes):
     assert process.exitcode == WorkerExit.READ_FAILURES
     tree.finish()
     text = "\n".join(tree.log_lines())
-    for count in (1, 2, 3):
-        assert f"sensor=dead read failed ({count} in a row, limit 3)" in text
-    assert text.count("Traceback (most recent call last)") == 3
+    assert "sensor=dead read failed (1 in a row, limit 3)" in text
+    for count in (2, 3):
+        assert (f"sensor=dead read failed again ({count} in a row, limit 3):"
+                " OSError: no answer from the device") in text
+    assert text.count("Traceback (most recent call last)") == 1
     assert text.count("OSError: no answer from the device") == 3
     assert "sensor=dead stopping after 3 failed reads in a row" in text
+    assert "sensor=dead exits: too many failed reads (exit 4)" in text
     assert heartbeat.failures == 3
     assert tree.readings() == []
 
@@ -297,6 +300,24 @@ def test_a_sensor_that_cannot_be_built_logs_why_and_exits_non_zero(tree):
     assert "Traceback" not in "\n".join(tree.log_lines())
 
 
+def test_no_gpio_here_is_one_line_naming_the_factories_tried(tree):
+    from sensors.pins import factory_problem
+
+    if factory_problem(None) is None:
+        pytest.skip("this machine has GPIO")
+    config = SensorConfig(name="door", type="button", interval=1.0, options={"pin": 17})
+    process, _heartbeat, _stop = tree.start_worker(config, pin_factory=None)
+    process.join(WAIT)
+    assert process.exitcode == WorkerExit.BUILD_FAILED
+    tree.finish()
+    lines = tree.log_lines()
+    [error] = [line for line in lines if " ERROR " in line]
+    assert error.endswith(f"sensor=door cannot be built (type button): NoPinFactory: {factory_problem(None)}")
+    assert "tried lgpio (" in error and ", native (" in error
+    assert [line for line in lines if "WARNING" in line] == []
+    assert "Traceback" not in "\n".join(lines)
+
+
 def test_a_bug_in_a_custom_constructor_is_logged_with_its_traceback(tree, probes):
     config = SensorConfig(name="buggy", type=f"{probes}:BuggyProbe", interval=1.0)
     process, _heartbeat, _stop = tree.start_worker(config)
@@ -308,6 +329,21 @@ def test_a_bug_in_a_custom_constructor_is_logged_with_its_traceback(tree, probes
             " ZeroDivisionError: division by zero") in text
     assert text.count("Traceback (most recent call last)") == 1
     assert "self.scale = 1 / 0" in text
+
+
+def test_the_same_build_failure_on_the_next_start_is_one_line(tree, probes):
+    config = SensorConfig(name="buggy", type=f"{probes}:BuggyProbe", interval=1.0)
+    process, first, _stop = tree.start_worker(config)
+    process.join(WAIT)
+    process, second, _stop = tree.start_worker(config, previous=first)
+    process.join(WAIT)
+    assert process.exitcode == WorkerExit.BUILD_FAILED
+    tree.finish()
+    text = "\n".join(tree.log_lines())
+    assert text.count("Traceback (most recent call last)") == 1
+    assert (f"sensor=buggy cannot be built again (type {probes}:BuggyProbe):"
+            " ZeroDivisionError: division by zero") in text
+    assert second.build_failure == first.build_failure != 0
 
 
 def start_and_report(start_method, config, sender, report):
