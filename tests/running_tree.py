@@ -96,7 +96,8 @@ class RunningTree:
 
     def all_files(self, live_name):
         """The text of a log file and its rotated copies, oldest first."""
-        rotated = [self.log_dir / name for name in oldest_first(os.listdir(self.log_dir), live_name)]
+        names = os.listdir(self.log_dir) if self.log_dir.is_dir() else []
+        rotated = [self.log_dir / name for name in oldest_first(names, live_name)]
         texts = []
         for path in [*rotated, self.log_dir / live_name]:
             try:
