@@ -333,8 +333,9 @@ def test_reload_with_unusable_logging_goes_back_to_the_working_settings(make_tre
     text = tree.config_path.read_text()
     # A folder that validation accepts (it tries the folder itself, so /proc
     # or a read-only mount is a config error) but whose files the listener
-    # cannot open: edgesense.log is a folder.
-    (tree.config_path.parent / "unusable-logs" / "edgesense.log").mkdir(parents=True)
+    # cannot open: both live names are folders (one alone is stepped around, L10).
+    for name in ("edgesense.log", "readings.jsonl"):
+        (tree.config_path.parent / "unusable-logs" / name).mkdir(parents=True)
     tree.config_path.write_text(text.replace('dir = "logs"', 'dir = "unusable-logs"')
                                 .replace(f'start_method = "{tree.start_method}"',
                                          f'start_method = "{tree.start_method}"\nstate_file = "logs/edgesense.state.json"'))
