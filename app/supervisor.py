@@ -35,7 +35,8 @@ from app.config import ConfigError, load_config
 from app.exit_status import ExitStatus
 from app.heartbeat import Heartbeat
 from app.notify import Notifier
-from app.process import Launched, ManagedChild, ManagedSensor, RestartPolicy, sensor_launched, sensor_policy
+from app.process import (Launched, ManagedChild, ManagedSensor, RestartPolicy, TransitionError, sensor_launched,
+                         sensor_policy)
 from app.proctitle import name_process
 from app.publisher import STOP_SECONDS as PUBLISHER_GOODBYE_SECONDS
 from app.publisher import run_publisher
@@ -150,7 +151,7 @@ def publisher_policy(settings):
 class ProcessLauncher:
     """Starts the tree's processes from one multiprocessing context, each
     with TREE_SIGNALS blocked while it starts. Tests pass an object with the
-    same three methods that starts no process."""
+    same methods that starts no process."""
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -167,6 +168,10 @@ class ProcessLauncher:
 
     def heartbeat(self, previous=None):
         return Heartbeat.create(self.ctx, previous=previous)
+
+    def moment(self):
+        """A shared double (``.value``, 0 until a child sets it)."""
+        return self.ctx.RawValue("d", 0.0)
 
 
 def run_service(config):
@@ -224,7 +229,7 @@ class Supervisor:
         self.started_wall = time.time()
         self.phase = SupervisorPhase.STARTING
         self.phase_changed = True
-        self.exit_status = 0
+        self.exit_status = ExitStatus.OK
         self.stopped_logged = False
         self.pending_signals = []
         self.stop_signal = None
@@ -245,7 +250,9 @@ class Supervisor:
         return [*self.sensors.values(), *publishers, *self.retiring]
 
     def _set_phase(self, phase):
-        assert (self.phase, phase) in SUPERVISOR_TRANSITIONS, (self.phase, phase)
+        """The one place the phase changes; only along SUPERVISOR_TRANSITIONS."""
+        if (self.phase, phase) not in SUPERVISOR_TRANSITIONS:
+            raise TransitionError(f"supervisor: {self.phase.value} -> {phase.value}")
         self.phase = phase
         self.phase_changed = True
 
@@ -307,9 +314,9 @@ class Supervisor:
             self._advance_stop()
         self._publish()
 
-    def begin_stop(self, reason, exit_status=0):
-        """RUNNING -> STOPPING: ask every sensor to stop; the listener
-        stops after them (``_advance_stop``)."""
+    def begin_stop(self, reason, exit_status=ExitStatus.OK):
+        """RUNNING -> STOPPING: ask every child but the listener to stop;
+        the listener stops after them (``_advance_stop``)."""
         if self.phase is not SupervisorPhase.RUNNING:
             return
         self.exit_status = exit_status
@@ -446,9 +453,11 @@ class Supervisor:
         return Launched(process, ask_to_stop=lambda: _ask_through(stop_sender), release=stop_sender.close)
 
     def _launch_listener(self):
-        process = self.launcher.start(ChildEntry("log-listener", "es:log-listener", run_listener), "log-listener",
-                                      args=(self.transport.receiver, self.config.logging))
-        return Launched(process, ask_to_stop=self.transport.sender.send_stop)
+        up_since = self.launcher.moment()
+        entry = ChildEntry("log-listener", "es:log-listener", run_listener, up_since=up_since)
+        process = self.launcher.start(entry, "log-listener", args=(self.transport.receiver, self.config.logging))
+        return Launched(process, ask_to_stop=self.transport.sender.send_stop,
+                        is_up=lambda: bool(up_since.value), up_since=lambda: up_since.value)
 
     def _start_child(self, child):
         """Start a child's process and say so."""

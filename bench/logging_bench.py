@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener  # noqa: E402
 from logging_setup.formats import LOG_FORMAT  # noqa: E402
+from logging_setup.names import oldest_first  # noqa: E402
 
 WRITERS = 4
 LATENCY_RATE = 100
@@ -73,7 +74,7 @@ class EdgesensePath:
 
     def lines(self):
         directory = self.settings.dir
-        rotated = sorted(directory.glob("edgesense.log.*"), key=lambda path: int(path.name.split(".")[2]))
+        rotated = [directory / name for name in oldest_first(os.listdir(directory), "edgesense.log")]
         data = b"".join(gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes() for p in rotated)
         return (data + self.live_file.read_bytes()).decode().splitlines()
 

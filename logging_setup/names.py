@@ -1,8 +1,9 @@
 """The names of the files the listener writes, for writer and readers alike.
 
-Each live file keeps its name; its rotated copies are named after it:
-``edgesense.log.1`` is the newest, ``.2`` older, and so on, ``.N.gz`` once
-compressed. ``app.logview`` and ``app.statusview`` read by these names.
+Each live file keeps its name; its rotated copies are named after it in
+rotation order, so that a rotation renames nothing older:
+the lowest number is the oldest kept, the highest the newest,
+``.N.gz`` once compressed. ``app.logview`` and ``app.statusview`` read by these names.
 """
 
 import re
@@ -39,3 +40,15 @@ def parse_rotated(name):
     if found is None:
         return None
     return found["live"], int(found["index"]), found["gz"] is not None
+
+
+def oldest_first(names, live_name):
+    """The rotated names of ``live_name`` among ``names``, oldest first.
+
+    >>> oldest_first(["edgesense.log.10.gz", "edgesense.log", "readings.jsonl.3", "edgesense.log.9"],
+    ...              "edgesense.log")
+    ['edgesense.log.9', 'edgesense.log.10.gz']
+    """
+    rotated = [(parsed[1], name) for name in names
+               if (parsed := parse_rotated(name)) is not None and parsed[0] == live_name]
+    return [name for _index, name in sorted(rotated)]

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 from helpers import edgesense_command, edgesense_environment, wait_for
+from logging_setup.names import oldest_first
 
 
 def session_pids(sid):
@@ -95,8 +96,8 @@ class RunningTree:
 
     def all_files(self, live_name):
         """The text of a log file and its rotated copies, oldest first."""
-        rotated = [p for p in self.log_dir.glob(f"{live_name}.[0-9]*") if not p.name.endswith(".tmp")]
-        rotated.sort(key=lambda p: int(p.name[len(live_name) + 1:].split(".")[0]), reverse=True)
+        names = os.listdir(self.log_dir) if self.log_dir.is_dir() else []
+        rotated = [self.log_dir / name for name in oldest_first(names, live_name)]
         texts = []
         for path in [*rotated, self.log_dir / live_name]:
             try:
