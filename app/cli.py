@@ -209,22 +209,23 @@ def cmd_check(args, env):
         print("edgesense: no config file found (looked for $EDGESENSE_CONFIG, "
               f"{', '.join(SEARCH_PATHS)}); write one with `edgesense init`", file=env.stderr)
         return ExitStatus.USAGE
-    service_user = _service_user(path, env)
+    unit = unit_for_config(absolute_path(path, env.cwd))
+    service_user = _service_user(path, env, unit)
     config = load_config(path, cwd=env.cwd, service_user=service_user)
-    gpio_warning = _gpio_warning(config)
-    if gpio_warning:
-        print(f"edgesense: warning: {gpio_warning}", file=env.stderr)
+    for warning in (_gpio_warning(config), _network_warning(config, unit)):
+        if warning:
+            print(f"edgesense: warning: {warning}", file=env.stderr)
     print("\n".join(summary(config, name=path) + folder_notes(config, service_user)
                     + [f"  {line}" for line in budget_warnings(config.logging, config.sensors)]),
           file=env.stdout)
     return ExitStatus.OK
 
 
-def _service_user(path, env):
+def _service_user(path, env, unit):
     """Who will write the config's folders when that is not this process:
-    the User= of the installed unit that runs this config, else (for a user
-    other than root) the owner of an existing log folder."""
-    unit = unit_for_config(absolute_path(path, env.cwd))
+    the User= of ``unit``, the installed unit that runs this config (or
+    None), else (for a user other than root) the owner of an existing log
+    folder."""
     if unit is not None:
         return ServiceUser.from_unit(unit)
     try:
@@ -258,6 +259,23 @@ def _gpio_warning(config):
         return None
     noun = "sensor" if len(needing) == 1 else "sensors"
     return f"{noun} {', '.join(needing)} need{'s' if len(needing) == 1 else ''} GPIO pins, but {problem}"
+
+
+def _network_warning(config, unit):
+    """Why the publisher of the config's [mqtt] cannot reach its broker
+    under ``unit`` (the installed unit that runs the config, or None), and
+    how to open the network; None when there is no [mqtt], no such unit, or
+    its sandbox lets the service reach an IP address. The sandbox is set up
+    when the service starts: a reload cannot change it."""
+    if config.mqtt is None or unit is None or not unit.network_closed_by:
+        return None
+    drop_in = unit.path.parent / f"{unit.path.name}.d" / "network.conf"
+    return (f"[mqtt] is set, but the service has no network to reach {config.mqtt.broker} "
+            f"({', '.join(unit.network_closed_by)} in {unit.path} and its drop-ins): "
+            f"re-run install.sh, which adds the drop-in {drop_in} for a config with [mqtt] "
+            "(or put PrivateNetwork=no, RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 and "
+            "IPAddressDeny= in one: sudo systemctl edit edgesense), then "
+            "sudo systemctl restart edgesense; a reload does not change the sandbox")
 
 
 def summary(config, name=None):

@@ -6,6 +6,8 @@ is not the one who writes them), knowing which folders systemd makes for the
 service (``LogsDirectory=``, ``StateDirectory=``, ...) and which ones its
 ``ProtectSystem=strict`` leaves writable. Only the unit and drop-in files are
 read; systemd is not asked (it may not run, or not yet know a new drop-in).
+It also tells whether the sandbox lets the service reach the network at all
+(the MQTT publisher needs it).
 """
 
 import os
@@ -21,7 +23,12 @@ DROP_IN_DIRS = ("service.d", UNIT + ".d")
 # systemd's own folders for a service: (setting, base folder).
 SERVICE_DIRECTORIES = (("LogsDirectory", "/var/log"), ("StateDirectory", "/var/lib"),
                        ("RuntimeDirectory", "/run"), ("CacheDirectory", "/var/cache"))
-LIST_SETTINGS = {"SupplementaryGroups", "ReadWritePaths"} | {name for name, _ in SERVICE_DIRECTORIES}
+LIST_SETTINGS = ({"SupplementaryGroups", "ReadWritePaths", "IPAddressDeny", "IPAddressAllow"}
+                 | {name for name, _ in SERVICE_DIRECTORIES})
+# Kept as the assignments they are: a leading ~ turns a whole one into a deny list.
+ASSIGNMENT_LISTS = {"RestrictAddressFamilies"}
+IP_FAMILIES = ("AF_INET", "AF_INET6")
+YES = ("1", "yes", "true", "on")
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class ServiceUnit:
     config: Path | None              # --config of ExecStart=
     own_dirs: tuple[Path, ...]       # made by systemd for the service, owned by its user
     writable: tuple[Path, ...] | None  # ProtectSystem=strict: all the service may write; else None
+    network_closed_by: tuple[str, ...] = ()  # the settings that keep it from any IP address
 
 
 def find_unit(root="/"):
@@ -87,6 +95,8 @@ def _read_service_section(path, settings):
         key, value = key.strip(), value.strip()
         if key in LIST_SETTINGS:
             settings[key] = settings.get(key, []) + value.split() if value else []
+        elif key in ASSIGNMENT_LISTS:
+            settings[key] = settings.get(key, []) + [value] if value else []
         else:
             settings[key] = value
 
@@ -100,7 +110,38 @@ def _unit_from_settings(path, settings):
     groups = tuple(filter(None, [settings.get("Group")] + settings.get("SupplementaryGroups", [])))
     return ServiceUnit(path=path, user=settings.get("User") or "root", groups=groups,
                        config=_config_option(settings.get("ExecStart", "")),
-                       own_dirs=own_dirs, writable=writable)
+                       own_dirs=own_dirs, writable=writable,
+                       network_closed_by=_network_closed_by(settings))
+
+
+def _network_closed_by(settings):
+    """The settings that leave the service no IPv4 and no IPv6 at all."""
+    closed = []
+    if settings.get("PrivateNetwork", "").lower() in YES:
+        closed.append("PrivateNetwork=yes")
+    allowed = _allowed_families(settings.get("RestrictAddressFamilies", []))
+    if not any(family in allowed for family in IP_FAMILIES):
+        closed.append("RestrictAddressFamilies= without AF_INET and AF_INET6")
+    if "any" in settings.get("IPAddressDeny", []) and not settings.get("IPAddressAllow"):
+        closed.append("IPAddressDeny=any")
+    return tuple(closed)
+
+
+def _allowed_families(assignments):
+    """The IP families ``RestrictAddressFamilies=`` lets through: the first
+    assignment makes an allow list (or, with ~, a deny list) that later ones
+    add to or take from, as systemd merges them."""
+    allowed = set(IP_FAMILIES)
+    for index, assignment in enumerate(assignments):
+        denies = assignment.startswith("~")
+        families = set(assignment.lstrip("~").split())
+        if index == 0 and not denies:
+            allowed = families & set(IP_FAMILIES) if "none" not in families else set()
+        elif denies:
+            allowed -= families
+        else:
+            allowed |= families & set(IP_FAMILIES)
+    return allowed
 
 
 def _config_option(command_line):

@@ -4,7 +4,8 @@
 # The boot partition (FAT, writable from any laptop) holds a folder edgesense/:
 #   firstboot.sh, install.sh, installer.py, edgesense.service,
 #   edgesense-firstboot.service,
-#   sysusers.d/        a copy of deploy/ (`cp -rL deploy BOOT/edgesense`)
+#   edgesense.service.d/, sysusers.d/
+#                      a copy of deploy/ (`cp -rL deploy BOOT/edgesense`)
 #   wheels/            edgesense and its dependencies (`pip wheel -w wheels .`), or
 #   src/               a checkout, built on the Pi (needs the network)
 #   config.toml        optional: your config (else the example config)

@@ -15,6 +15,10 @@ UNIT_DIR=/etc/systemd/system
 SYSUSERS=/usr/lib/sysusers.d/edgesense.conf
 COMMAND_LINK=/usr/local/bin/edgesense
 FIRSTBOOT_UNIT=edgesense-firstboot.service
+NETWORK_DROP_IN=$UNIT_DIR/$UNIT.d/network.conf
+# How `edgesense check` begins its warning that the installed unit keeps the
+# network from [mqtt]: install.sh itself is about to open it (install_network).
+NETWORK_WARNING="edgesense: warning: [mqtt] is set, but the service has no network"
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -26,7 +30,9 @@ Installs edgesense as the systemd service $UNIT, or upgrades it in place:
   the system user edgesense (in the gpio, spi and i2c groups) from $SYSUSERS,
   a venv in $VENV holding the package (this checkout, or --wheel),
   $CONFIG (the example config, or --config FILE; an existing one is kept),
-  $UNIT_DIR/$UNIT, enabled and started, and the command $COMMAND_LINK.
+  $UNIT_DIR/$UNIT, enabled and started, and the command $COMMAND_LINK;
+  with an [mqtt] table in the config, the drop-in $NETWORK_DROP_IN
+  that gives the service the network (removed again for a config without one).
 Running it again changes nothing unless the package, the unit or the user changed.
 
 Options:
@@ -262,12 +268,14 @@ check_config() {
     [ "$CANDIDATE" = "$R$CONFIG" ] || label=$CONFIG_FROM
     if output=$(installer service-env "$R" "$HERE/$UNIT" "$STAGE" -- \
         "$R$VENV/bin/python" -P -m app check --config "$CANDIDATE" 2>&1); then
-        printf '%s\n' "$output" | relabel "$CANDIDATE" "$label"
+        printf '%s\n' "$output" | without_network_warning | relabel "$CANDIDATE" "$label"
         return
     fi
-    printf '%s\n' "$output" | relabel "$CANDIDATE" "$label" >&2
+    printf '%s\n' "$output" | without_network_warning | relabel "$CANDIDATE" "$label" >&2
     die "$label has errors (above): nothing installed was replaced"
 }
+
+without_network_warning() { grep -v -F "$NETWORK_WARNING" || true; }
 
 relabel() {
     awk -v from="$1:" -v to="$2:" 'index($0, from) == 1 { $0 = to substr($0, length(from) + 1) } { print }'
@@ -308,6 +316,24 @@ install_file() {
     chmod 0644 "$2.new"
     mv "$2.new" "$2"
     CHANGED=yes
+}
+
+# The unit keeps the service off the network; the MQTT publisher needs it. So a
+# config with [mqtt] gets the drop-in that opens it, and one without keeps the
+# unit closed: a drop-in left by an earlier install is removed.
+install_network() {
+    if installer has-table "$R$CONFIG" mqtt; then
+        install_file "$HERE/$UNIT.d/network.conf" "$R$NETWORK_DROP_IN" "network ([mqtt] in the config)"
+    elif [ -e "$R$NETWORK_DROP_IN" ]; then
+        remove_network_drop_in
+        say "network: none for the service (no [mqtt] in the config)"
+        CHANGED=yes
+    fi
+}
+
+remove_network_drop_in() {
+    remove "$R$NETWORK_DROP_IN"
+    rmdir "$R${NETWORK_DROP_IN%/*}" 2>/dev/null || true
 }
 
 install_command_link() {
@@ -406,6 +432,7 @@ do_install() {
     relocate_venv
     install_file "$HERE/sysusers.d/edgesense.conf" "$R$SYSUSERS" user
     install_file "$HERE/$UNIT" "$R$UNIT_DIR/$UNIT" unit
+    install_network
     install_command_link
     if [ "$ON_HOST" = no ]; then
         say "laid out under $R (nothing started)"
@@ -434,6 +461,7 @@ do_uninstall() {
     fi
     remove "$R$UNIT_DIR/$UNIT" "$R$UNIT_DIR/$FIRSTBOOT_UNIT" \
         "$R$UNIT_DIR/multi-user.target.wants/$FIRSTBOOT_UNIT" "$R$PREFIX"
+    remove_network_drop_in
     if [ -L "$R$COMMAND_LINK" ] && [ "$(readlink "$R$COMMAND_LINK")" = "$VENV/bin/edgesense" ]; then
         remove "$R$COMMAND_LINK"
     fi

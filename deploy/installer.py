@@ -2,6 +2,7 @@
 
     python3 installer.py digest WHEEL
     python3 installer.py config SOURCE LOG_DIR STATE_FILE      > installed config
+    python3 installer.py has-table CONFIG TABLE                 exit 0 if it has [TABLE]
     python3 installer.py relocate ROOT VENV
     python3 installer.py service-env ROOT UNIT STAGE -- COMMAND [ARGUMENT ...]
 
@@ -121,6 +122,13 @@ def _set_key(lines, section, key, value, source):
     return changed
 
 
+def has_table(config, table):
+    """Whether the TOML file ``config`` has a top-level ``[table]`` (a file
+    that is not TOML has none; the check reports it)."""
+    data = _parsed(Path(config).read_text(encoding="utf-8-sig"))
+    return data is not None and isinstance(data.get(table), dict)
+
+
 def _parsed(text):
     try:
         return tomllib.loads(text)
@@ -235,6 +243,8 @@ def main(argv):
         source, log_dir, state_file = arguments
         text = Path(source).read_text(encoding="utf-8-sig")
         sys.stdout.write(service_config(text, source, log_dir, state_file))
+    elif command == "has-table":
+        sys.exit(0 if has_table(*arguments) else 1)
     elif command == "relocate":
         relocate(*arguments)
     elif command == "service-env":

@@ -52,3 +52,38 @@ def test_only_the_config_the_unit_runs_is_judged_for_its_user(tmp_path):
     assert unit_for_config(root / "etc/edgesense/config.toml", root=root).user == "edgesense"
     assert unit_for_config(other, root=root) is None
     assert unit_for_config(other, root=tmp_path / "nothing-installed") is None
+
+
+NETWORK_DROP_IN = ROOT / "deploy" / "edgesense.service.d" / "network.conf"
+
+
+def test_the_deploy_unit_keeps_the_network_closed_and_its_network_drop_in_opens_it(tmp_path):
+    root = installed_root(tmp_path)
+    assert find_unit(root).network_closed_by == (
+        "PrivateNetwork=yes", "RestrictAddressFamilies= without AF_INET and AF_INET6", "IPAddressDeny=any")
+
+    drop_ins = root / "etc/systemd/system/edgesense.service.d"
+    drop_ins.mkdir()
+    shutil.copy(NETWORK_DROP_IN, drop_ins / "network.conf")
+
+    assert find_unit(root).network_closed_by == ()
+
+
+def test_address_families_merge_the_way_systemd_merges_them(tmp_path):
+    root = installed_root(tmp_path)
+    drop_ins = root / "etc/systemd/system/edgesense.service.d"
+    drop_ins.mkdir()
+    drop_in = drop_ins / "50-mine.conf"
+    closed = ("RestrictAddressFamilies= without AF_INET and AF_INET6",)
+    for lines, closed_by in [
+        ("PrivateNetwork=no\nIPAddressAllow=localhost\n", closed),        # AF_UNIX only, from the unit
+        ("PrivateNetwork=false\nIPAddressAllow=any\nRestrictAddressFamilies=AF_INET6\n", ()),  # added
+        ("PrivateNetwork=no\nIPAddressDeny=\nRestrictAddressFamilies=\n", ()),  # reset: every family
+        ("PrivateNetwork=no\nIPAddressDeny=\nRestrictAddressFamilies=\nRestrictAddressFamilies=~AF_INET AF_INET6\n",
+         closed),                                                            # a deny list of both
+        ("PrivateNetwork=no\nIPAddressDeny=\nRestrictAddressFamilies=\nRestrictAddressFamilies=~AF_INET\n", ()),
+        ("PrivateNetwork=no\nIPAddressDeny=\nRestrictAddressFamilies=AF_INET\nRestrictAddressFamilies=~AF_INET\n",
+         closed),                                                            # added, then taken away
+    ]:
+        drop_in.write_text("[Service]\n" + lines)
+        assert find_unit(root).network_closed_by == closed_by, lines
