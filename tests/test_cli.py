@@ -209,3 +209,65 @@ def test_version_is_the_installed_one_and_the_projects(tmp_path):
 
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"edgesense {metadata.version('edgesense')}\n" == f"edgesense {project['version']}\n"
+
+
+def installed_unit_root(root, drop_in=None):
+    """``root`` laid out as install.sh lays out the unit and its config
+    (with [mqtt]), with ``drop_in`` from deploy/ when given."""
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (units / "edgesense.service").write_bytes((ROOT / "deploy/edgesense.service").read_bytes())
+    if drop_in is not None:
+        (units / "edgesense.service.d").mkdir()
+        (units / "edgesense.service.d" / drop_in).write_bytes(
+            (ROOT / "deploy/edgesense.service.d" / drop_in).read_bytes())
+    config = root / "etc/edgesense/config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[logging]\ndir = "/var/log/edgesense"\n\n[supervisor]\n'
+                      'state_file = "/var/lib/edgesense/state.json"\n\n[mqtt]\nhost = "hub.local"\n\n'
+                      + ONE_SENSOR)
+    return config
+
+
+def check_under_the_unit_at(root, config, monkeypatch):
+    """``edgesense check`` of ``config`` with the installed units looked up under ``root``."""
+    from app import cli, service_unit
+
+    monkeypatch.setattr(cli, "unit_for_config", lambda path: service_unit.unit_for_config(path, root=root))
+    return edgesense_in_process("check", "--config", str(config), cwd=root)
+
+
+def test_check_warns_once_when_mqtt_meets_a_unit_without_network(tmp_path, monkeypatch):
+    config = installed_unit_root(tmp_path)
+
+    result = check_under_the_unit_at(tmp_path, config, monkeypatch)
+
+    assert result.returncode == 0, result.stderr
+    unit = tmp_path / "etc/systemd/system/edgesense.service"
+    assert result.stderr == (
+        "edgesense: warning: [mqtt] is set, but the service has no network to reach hub.local:1883 "
+        "(PrivateNetwork=yes, RestrictAddressFamilies= without AF_INET and AF_INET6, IPAddressDeny=any "
+        f"in {unit} and its drop-ins): re-run install.sh, which adds the drop-in "
+        f"{unit}.d/network.conf for a config with [mqtt] (or put PrivateNetwork=no, "
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 and IPAddressDeny= in one: sudo systemctl edit "
+        "edgesense), then sudo systemctl restart edgesense; a reload does not change the sandbox\n")
+    assert result.stdout.splitlines()[0] == f"{config}: OK"
+
+
+def test_check_says_nothing_of_the_network_when_the_drop_in_opens_it(tmp_path, monkeypatch):
+    config = installed_unit_root(tmp_path, drop_in="network.conf")
+
+    result = check_under_the_unit_at(tmp_path, config, monkeypatch)
+
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_check_says_nothing_of_the_network_without_mqtt_or_for_a_config_the_unit_does_not_run(
+        tmp_path, monkeypatch):
+    config = installed_unit_root(tmp_path)
+    other = tmp_path / "other.toml"
+    other.write_text(config.read_text())
+    config.write_text(config.read_text().replace('[mqtt]\nhost = "hub.local"\n', ""))
+
+    assert check_under_the_unit_at(tmp_path, config, monkeypatch).stderr == ""
+    assert check_under_the_unit_at(tmp_path, other, monkeypatch).stderr == ""

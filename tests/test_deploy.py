@@ -1180,3 +1180,136 @@ def test_firstboot_failure_stays_armed(boot_partition):
     assert "holds neither" in (payload / "firstboot.log").read_text()
     assert (payload / "firstboot.sh").is_file()
     assert (boot_partition / WANTS_FIRSTBOOT).is_symlink()
+
+
+# --- the network for [mqtt] --------------------------------------------------------
+
+NETWORK_DROP_IN = DEPLOY / "edgesense.service.d" / "network.conf"
+INSTALLED_NETWORK_DROP_IN = Path("etc/systemd/system/edgesense.service.d/network.conf")
+MQTT_CONFIG = '[mqtt]\nhost = "hub.local"\n\n' + SENSOR
+
+
+def verify_unit_at(root):
+    """`systemd-analyze verify --root` of the unit installed under ``root``
+    with its drop-ins (the root gets this machine's targets and kill(1))."""
+    units = root / "usr/lib/systemd/system"
+    units.mkdir(parents=True, exist_ok=True)
+    for target in Path("/usr/lib/systemd/system").glob("*.target"):
+        shutil.copy(target, units)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(shutil.which("kill"), root / "usr/bin/kill")
+    if not (root / "bin").exists():
+        (root / "bin").symlink_to("usr/bin")
+    return run(["systemd-analyze", "verify", f"--root={root}", "edgesense.service"])
+
+
+@needs_systemd_analyze
+def test_a_config_with_mqtt_gets_the_network_drop_in_and_one_without_loses_it(fresh_install, wheel,
+                                                                              wheelhouse, tmp_path):
+    assert not (fresh_install / INSTALLED_NETWORK_DROP_IN).exists()
+    with_mqtt, without = tmp_path / "with-mqtt.toml", tmp_path / "without.toml"
+    with_mqtt.write_text(MQTT_CONFIG)
+    without.write_text(SENSOR)
+    options = ["--wheel", wheel, "--wheelhouse", wheelhouse, "--replace-config", "--config"]
+
+    opened = ok(install(fresh_install, *options, with_mqtt))
+
+    assert (fresh_install / INSTALLED_NETWORK_DROP_IN).read_bytes() == NETWORK_DROP_IN.read_bytes()
+    assert (f"install.sh: network ([mqtt] in the config): installing {fresh_install / INSTALLED_NETWORK_DROP_IN}"
+            in opened.stdout.splitlines())
+    assert "warning" not in opened.stdout + opened.stderr
+    assert names_of(fresh_install) == []
+    verified = verify_unit_at(fresh_install)
+    assert (verified.returncode, verified.stderr, verified.stdout) == (0, "", "")
+    again = ok(install(fresh_install, *options, with_mqtt))
+    assert (f"install.sh: network ([mqtt] in the config): kept {fresh_install / INSTALLED_NETWORK_DROP_IN}"
+            in again.stdout.splitlines())
+
+    closed = ok(install(fresh_install, *options, without))
+
+    assert not (fresh_install / INSTALLED_NETWORK_DROP_IN).parent.exists()
+    assert closed.stdout.splitlines()[-3:-1] == [
+        f"install.sh: removed {fresh_install / INSTALLED_NETWORK_DROP_IN}",
+        "install.sh: network: none for the service (no [mqtt] in the config)",
+    ]
+
+
+def test_the_network_drop_in_stays_beside_a_drop_in_of_the_operators_and_goes_at_uninstall(
+        fresh_install, wheel, wheelhouse, tmp_path):
+    with_mqtt = tmp_path / "with-mqtt.toml"
+    with_mqtt.write_text(MQTT_CONFIG)
+    ok(install(fresh_install, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", with_mqtt,
+               "--replace-config"))
+    drop_ins = fresh_install / INSTALLED_NETWORK_DROP_IN.parent
+    (drop_ins / "override.conf").write_text("[Service]\nEnvironment=PYTHONPATH=/opt/edgesense-local\n")
+
+    ok(run(["sh", INSTALL, "--root", fresh_install, "--uninstall"]))
+
+    assert sorted(path.name for path in drop_ins.iterdir()) == ["override.conf"]
+
+
+def security_failures(root):
+    """The settings `systemd-analyze security` holds against the unit
+    installed under ``root`` with its drop-ins, and its exposure line."""
+    result = ok(run(["systemd-analyze", "security", "--offline=true", "--no-pager", f"--root={root}",
+                     "edgesense.service"]))
+    lines = result.stdout.splitlines()
+    return {line.split()[1] for line in lines if line.startswith("✗")}, lines[-1]
+
+
+@needs_systemd_analyze
+def test_the_network_drop_in_opens_what_the_unit_closes_and_nothing_else(tmp_path):
+    """Under the drop-in the unit's exposure rises by the network alone: the
+    other settings stay as the unit has them."""
+    units = tmp_path / "etc/systemd/system"
+    units.mkdir(parents=True)
+    shutil.copy(UNIT, units)
+    closed, closed_exposure = security_failures(tmp_path)
+    (units / "edgesense.service.d").mkdir()
+    shutil.copy(NETWORK_DROP_IN, units / "edgesense.service.d")
+
+    opened, opened_exposure = security_failures(tmp_path)
+
+    assert sorted(opened - closed) == ["IPAddressDeny=", "PrivateNetwork=",
+                                       "RestrictAddressFamilies=~AF_(INET|INET6)"]
+    assert closed - opened == set()
+    assert float(closed_exposure.split()[-3]) < float(opened_exposure.split()[-3]) <= 1.5
+
+
+# The operator's routine on a card installed with [mqtt]: check says nothing of
+# the network while the drop-in is there, and warns once it is gone.
+NETWORK_CHECKS = """\
+edgesense check >/dev/null 2>"/tmp/open.err"; cat /tmp/open.err; echo "open: exit $?"
+rm /etc/systemd/system/edgesense.service.d/network.conf
+edgesense check >/dev/null 2>&1 && echo "closed: exit 0"
+edgesense check 2>&1 >/dev/null
+"""
+
+
+@pytest.mark.skipif(not can_overlay(), reason="needs root, unshare(1) and overlayfs to put the image at /")
+def test_check_on_the_card_warns_of_a_closed_network_for_mqtt_only(fresh_install, wheel, wheelhouse, tmp_path):
+    with_mqtt = tmp_path / "with-mqtt.toml"
+    with_mqtt.write_text(MQTT_CONFIG)
+    ok(install(fresh_install, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", with_mqtt,
+               "--replace-config"))
+
+    result = in_image(fresh_install, NETWORK_CHECKS, tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["open: exit 0", "closed: exit 0", lines[2]]
+    assert len(lines) == 3
+    assert lines[2].startswith("edgesense: warning: [mqtt] is set, but the service has no network to reach "
+                               "hub.local:1883 (PrivateNetwork=yes, ")
+    assert "/etc/systemd/system/edgesense.service.d/network.conf" in lines[2]
+    assert lines[2].endswith("then sudo systemctl restart edgesense; a reload does not change the sandbox")
+
+
+def test_firstboot_with_mqtt_on_the_boot_partition_installs_the_network_drop_in(boot_partition):
+    payload = boot_partition / "boot/firmware/edgesense"
+    config = payload / "config.toml"
+    config.write_text(config.read_text() + '\n[mqtt]\nhost = "hub.local"\n')
+
+    ok(run(["sh", payload / "firstboot.sh", "--root", boot_partition]))
+
+    assert (boot_partition / INSTALLED_NETWORK_DROP_IN).read_bytes() == NETWORK_DROP_IN.read_bytes()
