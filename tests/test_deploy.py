@@ -1313,3 +1313,60 @@ def test_firstboot_with_mqtt_on_the_boot_partition_installs_the_network_drop_in(
     ok(run(["sh", payload / "firstboot.sh", "--root", boot_partition]))
 
     assert (boot_partition / INSTALLED_NETWORK_DROP_IN).read_bytes() == NETWORK_DROP_IN.read_bytes()
+
+
+# The operator's routine on the host: [mqtt] added by hand to an installed
+# config; check says the network is closed; install.sh opens it (and restarts:
+# a reload cannot), then takes it away once the table is gone.
+NETWORK_ROUTINE = SANDBOX_SETUP + """\
+install() { sh "$INSTALL" --python "$PYTHON" --wheel "$WHEEL" --wheelhouse "$WHEELHOUSE" "$@"; }
+install --config "$SANDBOX/plain.toml" >"$SANDBOX/plain.out" 2>&1
+printf '\\n[mqtt]\\nhost = "hub.local"\\n' >>/etc/edgesense/config.toml
+edgesense check >/dev/null 2>"$SANDBOX/closed.err"
+echo "--- open" >>"$SANDBOX/systemctl.log"
+install >"$SANDBOX/open.out" 2>&1
+edgesense check >/dev/null 2>"$SANDBOX/opened.err"
+ls -A /etc/systemd/system/edgesense.service.d >"$SANDBOX/drop-ins"
+sed -i '/^\\[mqtt\\]$/,$d' /etc/edgesense/config.toml
+echo "--- close" >>"$SANDBOX/systemctl.log"
+install >"$SANDBOX/close.out" 2>&1
+[ ! -e /etc/systemd/system/edgesense.service.d ] || echo "left" >"$SANDBOX/drop-ins-left"
+"""
+
+
+@pytest.mark.skipif(not can_unshare_mounts(), reason="needs root and unshare(1) for a private mount namespace")
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+def test_mqtt_added_to_an_installed_config_is_warned_of_then_opened_by_install(tmp_path, wheel, wheelhouse):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    (sandbox / "plain.toml").write_text(SENSOR)
+    environment = dict(os.environ, SANDBOX=str(sandbox), INSTALL=str(INSTALL), PYTHON=venv_python(),
+                       WHEEL=str(wheel), WHEELHOUSE=str(wheelhouse))
+
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", NETWORK_ROUTINE], env=environment,
+                            capture_output=True, text=True, timeout=90, cwd="/")
+
+    outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
+    assert result.returncode == 0, f"{result.stderr}\n{outputs}"
+    (warning,) = (sandbox / "closed.err").read_text().splitlines()
+    assert warning.startswith("edgesense: warning: [mqtt] is set, but the service has no network to reach "
+                              "hub.local:1883 (PrivateNetwork=yes, RestrictAddressFamilies= without AF_INET and "
+                              "AF_INET6, IPAddressDeny=any in /etc/systemd/system/edgesense.service and its "
+                              "drop-ins): re-run install.sh, which adds the drop-in "
+                              "/etc/systemd/system/edgesense.service.d/network.conf")
+    assert "warning" not in outputs["open"]
+    assert ("install.sh: network ([mqtt] in the config): installing "
+            "/etc/systemd/system/edgesense.service.d/network.conf") in outputs["open"].splitlines()
+    assert (sandbox / "opened.err").read_text() == ""
+    assert (sandbox / "drop-ins").read_text() == "network.conf\n"
+    assert "install.sh: network: none for the service (no [mqtt] in the config)" in outputs["close"].splitlines()
+    assert not (sandbox / "drop-ins-left").exists()
+    log = (sandbox / "systemctl.log").read_text().splitlines()
+    assert log[log.index("--- open"):] == [
+        "--- open",
+        "daemon-reload", "enable --quiet edgesense.service", "is-active --quiet edgesense.service",
+        "restart edgesense.service",
+        "--- close",
+        "daemon-reload", "enable --quiet edgesense.service", "is-active --quiet edgesense.service",
+        "restart edgesense.service",
+    ]
