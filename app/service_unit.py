@@ -115,7 +115,9 @@ def _unit_from_settings(path, settings):
 
 
 def _network_closed_by(settings):
-    """The settings that leave the service no IPv4 and no IPv6 at all."""
+    """The settings that leave the service no IPv4 and no IPv6 at all. Any
+    ``IPAddressAllow=`` beside ``IPAddressDeny=any`` counts as open: its
+    writer chose what the service may reach."""
     closed = []
     if settings.get("PrivateNetwork", "").lower() in YES:
         closed.append("PrivateNetwork=yes")
