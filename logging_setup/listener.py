@@ -53,7 +53,7 @@ def run_listener(receiver, settings):
     """
     ignore_tree_signals()
     try:
-        handlers = _install_handlers(settings)
+        directory, handlers = _install_handlers(settings)
     except OSError as error:
         print(f"edgesense: cannot use the log folder {settings.dir}: {error.strerror or error}",
               file=sys.stderr, flush=True)
@@ -63,15 +63,18 @@ def run_listener(receiver, settings):
         _serve(receiver, handlers)
     finally:
         _remove_handlers(handlers)
+        directory.close()  # finishes the compressions under way
 
 
 def _install_handlers(settings):
-    """Replace whatever the process inherited with the output handlers. No
+    """Replace whatever the process inherited with the output handlers (and
+    return them with their LogDirectory, which compresses rotated files in
+    a thread of its own). No
     QueueHandler stays reachable, so the listener never sends a record back
     into the transport (the article's infinite loop)."""
     _remove_inherited_handlers()
     directory = LogDirectory(settings.dir, settings.max_file_bytes, settings.max_total_bytes, settings.compress,
-                             reserved=(settings.reserved_file, settings.reserved_bytes))
+                             reserved=(settings.reserved_file, settings.reserved_bytes), background=True)
     handlers = [
         LogFileHandler(directory.open_live(LOG_FILE_NAME)),
         ReadingsHandler(directory.open_live(READINGS_FILE_NAME)),
@@ -86,7 +89,7 @@ def _install_handlers(settings):
             handler.setLevel(settings.level)
         root.addHandler(handler)
     root.setLevel(settings.level)
-    return handlers
+    return directory, handlers
 
 
 def _remove_inherited_handlers():
