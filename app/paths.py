@@ -1,9 +1,12 @@
 """Whether the service can write where the config says.
 
-For this process the answer is tried for real (permission bits do not bind
-root, and neither they nor ``access()`` know that ``/proc`` takes no new
-folders): a probe folder is made in the log folder, or in its nearest
-existing ancestor, and removed at once; nothing else is created. For another
+For this process the answer is tried for real where that writes nothing the
+service will not write anyway (permission bits do not bind root, and neither
+they nor ``access()`` know that ``/proc`` takes no new folders): a missing
+folder's nearest existing ancestor gets a probe folder, made and removed at
+once; an existing folder is judged by ``access()``, its mount's read-only flag
+and whether it lies on a kernel file system (``/proc``, ``/sys``, ...), so a
+check beside a running service changes nothing in its folder. For another
 user (the ``User=`` of the unit that runs the config, or the owner of the
 log folder) the answer is judged from the file modes, and where it cannot be
 judged (no such user here, a folder this process cannot see into, an ACL)
@@ -137,7 +140,10 @@ def _unwritable_reason(directory, user):
         return f"{creating}{subject}is not writable for user {user.name} ({user.why})"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{creating}{subject}is not writable"
-    return _probe(existing, creating + subject)
+    pseudo = _pseudo_file_system(existing)
+    if pseudo:
+        return f"{creating}{subject}is on a {pseudo} file system, which takes no log files"
+    return _probe(existing, creating + subject) if creating else None
 
 
 def _within(path, folder):
@@ -151,8 +157,33 @@ def _read_only(folder):
         return False
 
 
+# Kernel file systems that show a folder tree but take no files of ours.
+PSEUDO_FILE_SYSTEMS = frozenset({
+    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts",
+    "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "proc", "pstore", "rpc_pipefs",
+    "securityfs", "selinuxfs", "sysfs", "tracefs",
+})
+
+
+def _pseudo_file_system(folder):
+    """The type of the kernel file system ``folder`` is on, or None."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        real = os.path.realpath(folder)
+    except OSError:
+        return None
+    best, kind = "", None
+    for line in mounts:
+        fields, _, rest = line.partition(" - ")
+        point = fields.split()[4].replace("\\040", " ")
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, kind = point, rest.split()[0]
+    return kind if kind in PSEUDO_FILE_SYSTEMS else None
+
+
 def _probe(folder, subject):
-    """Make and remove a folder in ``folder``: what the listener will do."""
+    """Make and remove a folder in ``folder``, the nearest existing ancestor
+    of a log folder: what the listener will do there."""
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".edgesense-check-", dir=folder))
     except OSError as error:

@@ -1,8 +1,9 @@
 """The names of the files the listener writes, for writer and readers alike.
 
-Each live file keeps its name; its rotated copies are named after it:
-``edgesense.log.1`` is the newest, ``.2`` older, and so on, ``.N.gz`` once
-compressed. ``app.logview`` and ``app.statusview`` read by these names.
+Each live file keeps its name; its rotated copies are named after it in
+rotation order, so that a rotation renames nothing older:
+the lowest number is the oldest kept, the highest the newest,
+``.N.gz`` once compressed. ``app.logview`` and ``app.statusview`` read by these names.
 """
 
 import re

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 from helpers import edgesense_command, edgesense_environment, wait_for
+from logging_setup.names import parse_rotated
 
 
 def session_pids(sid):
@@ -94,9 +95,10 @@ class RunningTree:
         return wait_for(all_running, timeout, what=f"{names} running")
 
     def all_files(self, live_name):
-        """The text of a log file and its rotated copies, oldest first."""
-        rotated = [p for p in self.log_dir.glob(f"{live_name}.[0-9]*") if not p.name.endswith(".tmp")]
-        rotated.sort(key=lambda p: int(p.name[len(live_name) + 1:].split(".")[0]), reverse=True)
+        """The text of a log file and its rotated copies, oldest first (the
+        lowest rotation index is the oldest)."""
+        rotated = sorted((p for p in self.log_dir.glob(f"{live_name}.[0-9]*") if parse_rotated(p.name)),
+                         key=lambda p: parse_rotated(p.name)[1])
         texts = []
         for path in [*rotated, self.log_dir / live_name]:
             try:

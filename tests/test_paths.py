@@ -47,8 +47,12 @@ def can_unshare_mounts():
 
 
 @pytest.mark.parametrize("log_dir, message", [
-    ("/proc/edgesense-logs", '"/proc/edgesense-logs" cannot be created: /proc takes no new folders '
-                             "(No such file or directory)"),
+    # root may write /proc by its permission bits, yet it takes no files
+    ("/proc/edgesense-logs", '"/proc/edgesense-logs" cannot be created: /proc '
+                             + ("is on a proc file system, which takes no log files" if os.geteuid() == 0
+                                else "is not writable")),
+    ("/proc", '"/proc" ' + ("is on a proc file system, which takes no log files" if os.geteuid() == 0
+                            else "is not writable")),
     ("/etc/hostname/logs", '"/etc/hostname/logs" cannot be created: /etc/hostname is not a folder'),
     ("/tmp/" + "n" * 300, f'"/tmp/{"n" * 300}" cannot be used: File name too long'),
 ])
@@ -80,14 +84,21 @@ def test_check_and_run_refuse_a_log_folder_on_a_read_only_mount_even_as_root(tmp
     assert list(mounted.iterdir()) == []
 
 
-def test_the_probe_leaves_nothing_behind(tmp_path):
+def test_an_existing_folder_is_judged_without_writing_in_it(tmp_path):
+    """A check beside a running service changes nothing in its folder."""
     logs = tmp_path / "logs"
     logs.mkdir()
+    before = os.stat(logs).st_mtime_ns
+
     load_config(write_config(tmp_path, logs))
+
+    assert (os.listdir(logs), os.stat(logs).st_mtime_ns) == ([], before)
+
+
+def test_the_probe_for_a_missing_folder_leaves_nothing_behind(tmp_path):
     load_config(write_config(tmp_path, tmp_path / "missing" / "logs"))
 
-    assert sorted(os.listdir(tmp_path)) == ["c.toml", "logs"]
-    assert os.listdir(logs) == []
+    assert sorted(os.listdir(tmp_path)) == ["c.toml"]
 
 
 # --- judged for another user -----------------------------------------------------

@@ -332,9 +332,9 @@ def test_reload_with_unusable_logging_goes_back_to_the_working_settings(make_tre
     tree.wait_running("alpha", "beta")
     text = tree.config_path.read_text()
     # A folder that validation accepts (it tries the folder itself, so /proc
-    # or a read-only mount is a config error) but whose files the listener
-    # cannot open: edgesense.log is a folder.
-    (tree.config_path.parent / "unusable-logs" / "edgesense.log").mkdir(parents=True)
+    # or a read-only mount is a config error) but the listener cannot use:
+    # a link to a missing folder.
+    (tree.config_path.parent / "unusable-logs").symlink_to(tree.config_path.parent / "missing" / "logs")
     tree.config_path.write_text(text.replace('dir = "logs"', 'dir = "unusable-logs"')
                                 .replace(f'start_method = "{tree.start_method}"',
                                          f'start_method = "{tree.start_method}"\nstate_file = "logs/edgesense.state.json"'))
@@ -522,20 +522,23 @@ def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
 
 def test_a_listener_that_cannot_start_stops_the_tree_with_one_clear_line(make_tree):
     tree = make_tree(COUNTERS)
+    # Validation refuses a folder that cannot be created (/proc, a read-only
+    # mount); a link to a missing folder passes it, and the listener cannot use it.
+    (tree.dir / "unusable-logs").symlink_to(tree.dir / "missing" / "logs")
     tree.config_path.write_text(
         tree.config_path.read_text()
-        .replace('dir = "logs"', 'dir = "/proc/edgesense-cannot-be-here"')
+        .replace('dir = "logs"', 'dir = "unusable-logs"')
         .replace("stop_timeout = 3", 'stop_timeout = 3\nstate_file = "state/state.json"'))
     tree.state_path = tree.dir / "state" / "state.json"
     tree.start()
     assert tree.wait_exit(60) == 1
     lines = tree.stderr_text().splitlines()
     reasons = [line for line in lines if re.fullmatch(
-        r"edgesense: log-listener \(pid \d+\): FileNotFoundError: \[Errno 2\] No such file or directory: "
-        r"'/proc/edgesense-cannot-be-here'", line)]
+        "edgesense: cannot use the log folder " + re.escape(str(tree.dir / "unusable-logs"))
+        + ": No such file or directory", line)]
     assert len(reasons) == 5
     assert lines[-1] == ("edgesense: log listener cannot start: it ended within 1 s of its start 5 times in a "
-                         "row (last: crashed (exit 1)); edgesense stops with exit status 1")
+                         "row (last: exit status 2); edgesense stops with exit status 1")
     assert len(lines) == 5 + 4 + 1
     assert all(line.startswith("edgesense: ") for line in lines)
     state = tree.state()
