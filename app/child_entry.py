@@ -11,6 +11,7 @@ into one line that names the process, and exit status 1.
 
 import os
 import sys
+import time
 
 from app.proctitle import name_process
 
@@ -20,15 +21,20 @@ class ChildEntry:
     "es:log-listener", run_listener)`` names the process, then runs
     ``run_listener(*args, **kwargs)``; an exception that escapes it is one
     line on stderr, ``edgesense: log-listener (pid 815): PermissionError:
-    ...``, and the process exits with status 1."""
+    ...``, and the process exits with status 1. ``up_since``, a shared
+    double, gets the monotonic time at which the target begins: the
+    supervisor then knows that the child is past its imports."""
 
-    def __init__(self, title, short_name, target):
+    def __init__(self, title, short_name, target, up_since=None):
         self.title = title
         self.short_name = short_name
         self.target = target
+        self.up_since = up_since
 
     def __call__(self, *args, **kwargs):
         name_process(self.title, self.short_name)
+        if self.up_since is not None:
+            self.up_since.value = time.monotonic()
         try:
             return self.target(*args, **kwargs)
         except Exception as error:

@@ -16,10 +16,13 @@ A new kind of child (the MQTT publisher) needs two things:
    the supervisor's launcher, so that the tree's signals stay blocked while
    it starts) and says how to ask it to stop.
 
-``ManagedChild(name, policy, launch)`` is then added to the supervisor's
-children; nothing else in the loop changes. ``ManagedSensor`` adds what only a
-sensor has: a heartbeat in shared memory, which tells when it is up and when
-it hangs.
+``ManagedChild(name, policy, launch)`` then joins the supervisor's
+``_stopped_before_listener()`` (so a stop asks it before the listener
+drains) and its ``summary()`` a key of ``state_document()``; the loop reaps,
+restarts, times, stops and logs it like every other child, and one that
+cannot start (``max_quick_exits``) stops the tree with exit status 1.
+``ManagedSensor`` adds what only a sensor has: a heartbeat in shared memory,
+which tells when it is up and when it hangs.
 """
 
 import collections
@@ -85,13 +88,19 @@ def sensor_policy(settings):
 @dataclasses.dataclass
 class Launched:
     """What a launch function returns: the started process, how to ask it to
-    stop, what to release once it ended, and whether it is up yet."""
+    stop, what to release once it ended, and whether it is up yet.
+
+    ``up_since``, when given, returns the monotonic time at which the child's
+    own code began (0 before): how long it ran is counted from there, so a
+    slow start (spawn on a loaded board) does not pass for a stable run.
+    """
 
     process: Any
     ask_to_stop: Callable[[], None]
     release: Callable[[], None] = lambda: None
     is_up: Callable[[], bool] = lambda: True
     heartbeat: Any = None
+    up_since: Callable[[], float] | None = None
 
 
 class ManagedChild:
@@ -210,7 +219,7 @@ class ManagedChild:
         self._expect(*ALIVE)
         now = self._now()
         self._ended(self.exit_description())
-        if now - self.started_at >= self.policy.stable_after:
+        if self._ran_for(now) >= self.policy.stable_after:
             self.quick_exits = 0
             self.delay = 0.0 if self.policy.at_once_after_stable else self.policy.backoff_initial
         else:
@@ -232,6 +241,12 @@ class ManagedChild:
             self._grow_delay()
             # STARTING/RUNNING -> BACKOFF
             self.change_state(ChildState.BACKOFF)
+
+    def _ran_for(self, now):
+        if self.launched.up_since is None:
+            return now - self.started_at
+        up_since = self.launched.up_since()
+        return now - up_since if up_since else 0.0
 
     @property
     def last_run_quick(self):

@@ -33,7 +33,8 @@ from app.config import ConfigError, load_config
 from app.exit_status import ExitStatus
 from app.heartbeat import Heartbeat
 from app.notify import Notifier
-from app.process import Launched, ManagedChild, ManagedSensor, RestartPolicy, sensor_launched, sensor_policy
+from app.process import (Launched, ManagedChild, ManagedSensor, RestartPolicy, TransitionError, sensor_launched,
+                         sensor_policy)
 from app.proctitle import name_process
 from app.statefile import write_state
 from app.states import ALIVE, SUPERVISOR_TRANSITIONS, WAITING, ChildState, SupervisorPhase
@@ -135,7 +136,7 @@ def listener_policy(settings):
 class ProcessLauncher:
     """Starts the tree's processes from one multiprocessing context, each
     with TREE_SIGNALS blocked while it starts. Tests pass an object with the
-    same three methods that starts no process."""
+    same methods that starts no process."""
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -152,6 +153,10 @@ class ProcessLauncher:
 
     def heartbeat(self, previous=None):
         return Heartbeat.create(self.ctx, previous=previous)
+
+    def moment(self):
+        """A shared double (``.value``, 0 until a child sets it)."""
+        return self.ctx.RawValue("d", 0.0)
 
 
 def run_service(config):
@@ -205,7 +210,7 @@ class Supervisor:
         self.started_wall = time.time()
         self.phase = SupervisorPhase.STARTING
         self.phase_changed = True
-        self.exit_status = 0
+        self.exit_status = ExitStatus.OK
         self.stopped_logged = False
         self.pending_signals = []
         self.stop_signal = None
@@ -217,10 +222,17 @@ class Supervisor:
 
     def _children(self):
         """Every supervised child, the listener first."""
-        return [self.listener, *self.sensors.values(), *self.retiring]
+        return [self.listener, *self._stopped_before_listener()]
+
+    def _stopped_before_listener(self):
+        """The children a stop asks first; the listener drains once they
+        have all stopped. A new kind of child (the publisher) joins here."""
+        return [*self.sensors.values(), *self.retiring]
 
     def _set_phase(self, phase):
-        assert (self.phase, phase) in SUPERVISOR_TRANSITIONS, (self.phase, phase)
+        """The one place the phase changes; only along SUPERVISOR_TRANSITIONS."""
+        if (self.phase, phase) not in SUPERVISOR_TRANSITIONS:
+            raise TransitionError(f"supervisor: {self.phase.value} -> {phase.value}")
         self.phase = phase
         self.phase_changed = True
 
@@ -278,9 +290,9 @@ class Supervisor:
             self._advance_stop()
         self._publish()
 
-    def begin_stop(self, reason, exit_status=0):
-        """RUNNING -> STOPPING: ask every sensor to stop; the listener
-        stops after them (``_advance_stop``)."""
+    def begin_stop(self, reason, exit_status=ExitStatus.OK):
+        """RUNNING -> STOPPING: ask every child but the listener to stop;
+        the listener stops after them (``_advance_stop``)."""
         if self.phase is not SupervisorPhase.RUNNING:
             return
         self.exit_status = exit_status
@@ -289,14 +301,14 @@ class Supervisor:
         self.notifier.stopping()
         logger.info("%s", reason)
         self.pending.clear()
-        for managed in [*self.sensors.values(), *self.retiring]:
-            managed.request_stop()
+        for child in self._stopped_before_listener():
+            child.request_stop()
         self._publish(force=True)
 
     def _advance_stop(self):
-        """Once every sensor has stopped: the supervisor's last line, then
-        the listener's drain (with its deadline), then STOPPED."""
-        if any(m.state is not ChildState.STOPPED for m in [*self.sensors.values(), *self.retiring]):
+        """Once every other child has stopped: the supervisor's last line,
+        then the listener's drain (with its deadline), then STOPPED."""
+        if any(child.state is not ChildState.STOPPED for child in self._stopped_before_listener()):
             return
         if not self.stopped_logged:
             if self.listener.state is ChildState.STOPPING:
@@ -397,9 +409,11 @@ class Supervisor:
         return sensor_launched(process, heartbeat, stop_sender)
 
     def _launch_listener(self):
-        process = self.launcher.start(ChildEntry("log-listener", "es:log-listener", run_listener), "log-listener",
-                                      args=(self.transport.receiver, self.config.logging))
-        return Launched(process, ask_to_stop=self.transport.sender.send_stop)
+        up_since = self.launcher.moment()
+        entry = ChildEntry("log-listener", "es:log-listener", run_listener, up_since=up_since)
+        process = self.launcher.start(entry, "log-listener", args=(self.transport.receiver, self.config.logging))
+        return Launched(process, ask_to_stop=self.transport.sender.send_stop,
+                        is_up=lambda: bool(up_since.value), up_since=lambda: up_since.value)
 
     def _start_child(self, child):
         """Start a child's process and say so."""

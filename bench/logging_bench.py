@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener  # noqa: E402
 from logging_setup.formats import LOG_FORMAT  # noqa: E402
-from logging_setup.names import parse_rotated  # noqa: E402
+from logging_setup.names import oldest_first  # noqa: E402
 
 WRITERS = 4
 LATENCY_RATE = 100
@@ -113,8 +113,9 @@ class EdgesensePath:
         return self.listener_cpu.value
 
     def lines(self):
-        data = b"".join(gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-                        for p in oldest_first(self.settings.dir))
+        directory = self.settings.dir
+        rotated = [directory / name for name in oldest_first(os.listdir(directory), "edgesense.log")]
+        data = b"".join(gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes() for p in rotated)
         return (data + self.live_file.read_bytes()).decode().splitlines()
 
 
@@ -128,11 +129,6 @@ class LatencyEdgesensePath(EdgesensePath):
     name = "edgesense, 64 KiB files, gzip"
     max_file_bytes = 64 * 1024
     compress = True
-
-
-def oldest_first(directory):
-    rotated = [(parse_rotated(p.name), p) for p in directory.glob("edgesense.log.*")]
-    return [p for parsed, p in sorted((r for r in rotated if r[0]), key=lambda r: r[0][1])]
 
 
 def cookbook_listener(queue, path, cpu):

@@ -78,6 +78,15 @@ class LiveFile:
         self._open()
 
     @property
+    def is_open(self):
+        return self._fd is not None
+
+    @property
+    def open_error(self):
+        """Why the live file could not be opened (when it is not open)."""
+        return None if self.is_open else self._last_error
+
+    @property
     def inode(self):
         return os.fstat(self._fd).st_ino
 

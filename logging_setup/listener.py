@@ -1,5 +1,6 @@
 """The log listener process: the only owner of log files (DESIGN.md L1, L3, L7-L9)."""
 
+import errno
 import logging
 import logging.handlers
 import multiprocessing
@@ -48,8 +49,10 @@ def run_listener(receiver, settings):
     in the socket for the next listener. SIGINT, SIGTERM and SIGHUP are
     ignored (the supervisor orders stops and reloads); when the parent
     process dies the listener writes what is queued and returns, so it never
-    lives on as an orphan. A folder it cannot create or open is one line on
-    stderr and exit status ``CANNOT_OPEN_FOLDER``.
+    lives on as an orphan. A folder it cannot create or open, or in which
+    neither live file can be opened (a foreign entry under both names), is
+    one line on stderr and exit status ``CANNOT_OPEN_FOLDER``; one live file
+    that cannot be opened is reported and stepped around (L10).
     """
     ignore_tree_signals()
     try:
@@ -67,18 +70,17 @@ def run_listener(receiver, settings):
 
 
 def _install_handlers(settings):
-    """Replace whatever the process inherited with the output handlers (and
-    return them with their LogDirectory, which compresses rotated files in
-    a thread of its own). No
-    QueueHandler stays reachable, so the listener never sends a record back
-    into the transport (the article's infinite loop)."""
+    """Replace whatever the process inherited with the output handlers;
+    return their LogDirectory (which compresses in a thread of its own) and
+    them. No QueueHandler stays reachable, so the listener never sends a
+    record back into the transport (the article's infinite loop)."""
     _remove_inherited_handlers()
     directory = LogDirectory(settings.dir, settings.max_file_bytes, settings.max_total_bytes, settings.compress,
                              reserved=(settings.reserved_file, settings.reserved_bytes), background=True)
-    handlers = [
-        LogFileHandler(directory.open_live(LOG_FILE_NAME)),
-        ReadingsHandler(directory.open_live(READINGS_FILE_NAME)),
-    ]
+    lives = [directory.open_live(LOG_FILE_NAME), directory.open_live(READINGS_FILE_NAME)]
+    if not any(live.is_open for live in lives):
+        raise OSError(errno.EEXIST, "; ".join(str(live.open_error) for live in lives))
+    handlers = [LogFileHandler(lives[0]), ReadingsHandler(lives[1])]
     if settings.console:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(console_formatter(sys.stderr))

@@ -40,3 +40,15 @@ def parse_rotated(name):
     if found is None:
         return None
     return found["live"], int(found["index"]), found["gz"] is not None
+
+
+def oldest_first(names, live_name):
+    """The rotated names of ``live_name`` among ``names``, oldest first.
+
+    >>> oldest_first(["edgesense.log.10.gz", "edgesense.log", "readings.jsonl.3", "edgesense.log.9"],
+    ...              "edgesense.log")
+    ['edgesense.log.9', 'edgesense.log.10.gz']
+    """
+    rotated = [(parsed[1], name) for name in names
+               if (parsed := parse_rotated(name)) is not None and parsed[0] == live_name]
+    return [name for _index, name in sorted(rotated)]

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 from helpers import edgesense_command, edgesense_environment, wait_for
-from logging_setup.names import parse_rotated
+from logging_setup.names import oldest_first
 
 
 def session_pids(sid):
@@ -95,10 +95,9 @@ class RunningTree:
         return wait_for(all_running, timeout, what=f"{names} running")
 
     def all_files(self, live_name):
-        """The text of a log file and its rotated copies, oldest first (the
-        lowest rotation index is the oldest)."""
-        rotated = sorted((p for p in self.log_dir.glob(f"{live_name}.[0-9]*") if parse_rotated(p.name)),
-                         key=lambda p: parse_rotated(p.name)[1])
+        """The text of a log file and its rotated copies, oldest first."""
+        names = os.listdir(self.log_dir) if self.log_dir.is_dir() else []
+        rotated = [self.log_dir / name for name in oldest_first(names, live_name)]
         texts = []
         for path in [*rotated, self.log_dir / live_name]:
             try:

@@ -74,13 +74,14 @@ def test_running_tree_one_line_per_sensor(tmp_path):
 
 
 def test_the_supervisor_phase_and_listener_state_in_a_sensor_s_words(tmp_path):
-    document = state(os.getpid(), time.time())
+    now = time.time()
+    document = state(os.getpid(), now)
     document["supervisor"]["state"] = "stopping"
     document["listener"] = {"pid": None, "state": "backoff", "restarts": 2, "last_exit": "exit status 1",
-                            "next_retry": time.time() + 1}
+                            "next_retry": now + 1}
     write_config(tmp_path, document)
 
-    result = edgesense_in_process("status", cwd=tmp_path)
+    result = edgesense_in_process("status", cwd=tmp_path, now=now + 0.5)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
@@ -261,9 +262,10 @@ def test_a_reused_pid_without_the_lock_held_is_not_running(tmp_path):
 
 
 def test_the_lock_held_is_a_running_tree(tmp_path):
-    write_config(tmp_path, state(os.getpid(), time.time()))
+    now = time.time()
+    write_config(tmp_path, state(os.getpid(), now))
     with TreeLock(tmp_path / "run" / "state.json.lock"):
-        result = edgesense_in_process("status", cwd=tmp_path)
+        result = edgesense_in_process("status", cwd=tmp_path, now=now + 0.5)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"edgesense is running: supervisor pid {os.getpid()}, up 1 h 02 min")

@@ -186,3 +186,16 @@ def test_the_console_gets_no_raw_control_character(tmp_path):
     console = result.stderr.decode().split("\n")
     assert len(console) > 10
     assert not any(UNPRINTABLE.search(line) for line in console)
+
+
+def test_a_folder_where_no_live_file_opens_is_one_line_and_exit_2(tmp_path):
+    for name in ("edgesense.log", "readings.jsonl"):
+        (tmp_path / "logs" / name).mkdir(parents=True)
+    script = ("from pathlib import Path; from logging_setup import LogSettings, LogTransport, run_listener; "
+              f"run_listener(LogTransport.create().receiver, LogSettings(dir=Path({str(tmp_path / 'logs')!r})))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT)
+
+    assert result.returncode == 2
+    assert result.stderr == (f"edgesense: cannot use the log folder {tmp_path / 'logs'}: "
+                             f"{tmp_path / 'logs' / 'edgesense.log'} is a folder; "
+                             f"{tmp_path / 'logs' / 'readings.jsonl'} is a folder\n")

@@ -16,6 +16,7 @@ import pytest
 
 from helpers import wait_for
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
+from logging_setup.names import oldest_first
 
 WAIT = 20.0
 LINE = re.compile(r"^\S+ \S+ (?P<process>\S+)\s+(?P<name>\S+) (?P<level>\S+)\s+(?P<message>.*)$")
@@ -73,7 +74,7 @@ def join_all(processes):
 
 def log_text(settings):
     """The app log across its rotated files, oldest first."""
-    rotated = sorted(settings.dir.glob("edgesense.log.*"), key=lambda path: int(path.name.split(".")[2]))
+    rotated = [settings.dir / name for name in oldest_first(os.listdir(settings.dir), "edgesense.log")]
     parts = [gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes() for path in rotated]
     return b"".join(parts + [(settings.dir / "edgesense.log").read_bytes()]).decode()
 

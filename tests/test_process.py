@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from app.config import SensorConfig, SupervisorSettings
-from app.process import ManagedSensor, describe_exit
+from app.process import Launched, ManagedChild, ManagedSensor, RestartPolicy, TransitionError, describe_exit
 from app.states import SensorState
 
 
@@ -234,3 +234,67 @@ def test_describe_exit_says_what_a_worker_exit_means(code, text):
 
 def test_describe_exit_of_a_hung_worker_names_read_timeout():
     assert describe_exit(-9, hung=True) == "hung in read(): killed after read_timeout"
+
+
+GIVES_UP = RestartPolicy(backoff_initial=0.5, backoff_max=4.0, stable_after=1.0, stop_timeout=10.0,
+                         at_once_after_stable=True, max_quick_exits=3)
+
+
+def launched(pid):
+    return Launched(DummyProcess(pid), ask_to_stop=lambda: None)
+
+
+@pytest.fixture
+def child(clock):
+    pids = iter(range(50, 100))
+    return ManagedChild("publisher", GIVES_UP, lambda: launched(next(pids)), now=clock)
+
+
+def test_running_to_failed_for_good_after_quick_exits_in_a_row(child, clock):
+    for expected in (0.5, 1.0):
+        assert child.start()
+        clock.now += 0.2
+        child.process.exitcode = 1
+        child.exited()
+        assert child.state is SensorState.BACKOFF and child.next_start - clock.now == expected
+        clock.now = child.next_start
+    child.start()
+    clock.now += 0.2
+    child.process.exitcode = 1
+    child.exited()
+    assert child.state is SensorState.FAILED and child.gave_up
+    assert child.next_deadline() is None
+    child.request_stop()
+    assert child.state is SensorState.STOPPED
+
+
+def test_stopped_to_backoff_when_the_process_cannot_start(clock):
+    def no_memory():
+        raise OSError(12, "Cannot allocate memory")
+
+    child = ManagedChild("publisher", GIVES_UP, no_memory, now=clock)
+    assert not child.start()
+    assert child.state is SensorState.BACKOFF
+    assert child.last_exit == "could not start: [Errno 12] Cannot allocate memory"
+    assert not child.start()
+    assert child.next_start - clock.now == 1.0
+
+
+def test_stopping_is_killed_once_at_its_deadline(child, clock):
+    child.start()
+    child.request_stop()
+    assert child.next_deadline() == clock.now + 10.0
+    clock.now += 10.0
+    assert child.stop_overdue()
+    child.kill_at_deadline()
+    assert child.process.killed and not child.stop_overdue()
+    child.process.exitcode = -9
+    child.stopped()
+    assert child.state is SensorState.STOPPED and child.last_exit == "signal SIGKILL"
+
+
+def test_a_transition_not_in_the_list_is_refused(child):
+    with pytest.raises(TransitionError, match="publisher: is stopped, expected starting or running"):
+        child.exited()
+    with pytest.raises(TransitionError, match="publisher: stopped -> running"):
+        child.change_state(SensorState.RUNNING)

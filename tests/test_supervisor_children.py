@@ -15,16 +15,22 @@ from test_process import Clock, DummyHeartbeat, DummyPipe, DummyProcess
 
 
 class FakeLauncher:
-    """Starts nothing: each ``start`` returns a DummyProcess with the next pid."""
+    """Starts nothing: each ``start`` returns a DummyProcess with the next
+    pid, whose code runs at once (by the fake clock)."""
 
-    def __init__(self):
+    def __init__(self, clock):
+        self.clock = clock
         self.started = []
+        self.targets = []
         self.stop_senders = []
         self.next_pid = 100
 
     def start(self, target, name, args=(), kwargs=None):
         process = DummyProcess(self.next_pid)
         process.name = name
+        self.targets.append(target)
+        if getattr(target, "up_since", None) is not None:
+            target.up_since.value = self.clock()
         self.next_pid += 1
         self.started.append(process)
         return process
@@ -35,6 +41,15 @@ class FakeLauncher:
 
     def heartbeat(self, previous=None):
         return DummyHeartbeat()
+
+    def moment(self):
+        return Moment()
+
+
+class Moment:
+    """A shared double that a child sets once its code runs."""
+
+    value = 0.0
 
 
 @pytest.fixture
@@ -50,7 +65,7 @@ def supervisor(tmp_path, clock):
         '[[sensor]]\nname = "door"\ntype = "load_average"\ninterval = 1\n'
     )
     config = load_config(tmp_path / "edgesense.toml")
-    tree = Supervisor(config, environ={}, now=clock, launcher=FakeLauncher(),
+    tree = Supervisor(config, environ={}, now=clock, launcher=FakeLauncher(clock),
                       configure_logging=lambda sender, level: None)
     tree.start()
     yield tree
@@ -106,6 +121,33 @@ def test_listener_backoff_doubles_after_each_quick_death_up_to_backoff_max(super
     assert delays == [0.5, 1.0, 2.0, 4.0]
     assert listener.restarts == LISTENER_MAX_QUICK_DEATHS - 1
     assert supervisor.phase is SupervisorPhase.RUNNING
+
+
+def test_listener_running_to_backoff_counts_a_slow_start_as_quick(supervisor, clock):
+    """Spawn on a loaded board: 3 s before the listener's code runs, then
+    it dies at once; that is a quick death, not a stable run."""
+    listener = supervisor.listener
+    clock.now += 3.0
+    supervisor.launcher.targets[0].up_since.value = clock.now
+    clock.now += 0.1
+    end(listener, 1)
+    supervisor.advance()
+    assert listener.state is ChildState.BACKOFF
+    assert listener.next_start - clock.now == 0.5
+
+
+def test_listener_starting_until_its_code_runs(supervisor, clock):
+    listener = supervisor.listener
+    clock.now += 5.0
+    end(listener)
+    supervisor.launcher.clock = lambda: 0.0
+    supervisor.advance()
+    assert listener.state is ChildState.STARTING
+    assert state_file(supervisor)["listener"]["state"] == "starting"
+    supervisor.launcher.targets[-1].up_since.value = clock.now
+    clock.now += 0.5
+    supervisor.advance()
+    assert listener.state is ChildState.RUNNING
 
 
 def test_listener_backoff_resets_after_a_stable_run(supervisor, clock):

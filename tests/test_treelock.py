@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.treelock import AlreadyRunning, TreeLock, TreeLockError, lock_held, lock_path
-from running_tree import wait_for
+from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
