@@ -46,6 +46,8 @@ makes it running, and only then can its next deadline be known."""
 HANG_KILL_GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL for a hung worker."""
 
+NO_HEARTBEAT = "stopped ticking: killed after no heartbeat for a whole period"
+
 
 class TransitionError(RuntimeError):
     """A state change the child's state machine does not allow: a bug."""
@@ -363,7 +365,8 @@ class ManagedSensor(ManagedChild):
         self.title = f"sensor {sensor.name}"
         self.sensor = sensor
         self.kill_at = None
-        self.hung = False
+        self.hang = None
+        """Set when the worker is terminated for hanging: why, in words."""
 
     def _no_launcher(self):
         raise TransitionError(f"sensor {self.name}: built without a launch function")
@@ -379,10 +382,11 @@ class ManagedSensor(ManagedChild):
     def attach_launched(self, launched):
         super().attach_launched(launched)
         self.kill_at = None
-        self.hung = False
+        self.hang = None
 
     def exit_description(self):
-        return "hung" if self.hung else super().exit_description()
+        """Why a worker killed for hanging ended, else how it exited."""
+        return self.hang or super().exit_description()
 
     def hang_deadline(self):
         """When the worker is overdue if nothing changes: its read started
@@ -411,10 +415,11 @@ class ManagedSensor(ManagedChild):
         if beat.read_started > beat.read_ended:
             logger.error("sensor %s: read has not returned after %.1f s (read_timeout); terminating pid %d",
                          self.name, now - beat.read_started, self.pid)
+            self.hang = describe_exit(None, hung=True)
         else:
             logger.error("sensor %s: no heartbeat for %.1f s; terminating pid %d",
                          self.name, now - max(beat.tick, self.started_at), self.pid)
-        self.hung = True
+            self.hang = NO_HEARTBEAT
         self.process.terminate()
         self.kill_at = now + HANG_KILL_GRACE
 

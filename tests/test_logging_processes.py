@@ -73,10 +73,14 @@ def join_all(processes):
 
 
 def log_text(settings):
-    """The app log across its rotated files, oldest first."""
+    """The app log across its rotated files, oldest first ("" before the
+    listener made its folder and its first file)."""
+    if not settings.dir.is_dir():
+        return ""
     rotated = [settings.dir / name for name in oldest_first(os.listdir(settings.dir), "edgesense.log")]
     parts = [gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes() for path in rotated]
-    return b"".join(parts + [(settings.dir / "edgesense.log").read_bytes()]).decode()
+    live = settings.dir / "edgesense.log"
+    return b"".join(parts + [live.read_bytes() if live.exists() else b""]).decode()
 
 
 def log_messages(settings, include_listener=False):
@@ -220,7 +224,7 @@ def test_a_new_listener_writes_what_was_sent_while_none_ran(mp_context, transpor
     writer = log_to(target=numbered_writer, args=(transport.sender, 1, 20))
     writer.start()
     join_all([writer])
-    wait_for(lambda: "writer 1 record 19" in (settings.dir / "edgesense.log").read_text(), WAIT, what="the first batch")
+    wait_for(lambda: "writer 1 record 19" in log_text(settings), WAIT, what="the first batch")
     os.kill(first.pid, signal.SIGKILL)
     first.join(WAIT)
 

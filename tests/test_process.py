@@ -211,7 +211,17 @@ def test_hung_read_is_terminated_then_killed(managed, clock):
     assert managed.process.killed
     managed.process.exitcode = -9
     managed.exited()
-    assert managed.last_exit == "hung"
+    assert managed.last_exit == "hung in read(): killed after read_timeout"
+
+
+def test_a_loop_that_stops_ticking_is_killed_and_says_so(managed, clock):
+    start(managed, 10)
+    clock.now += 1.0 + 10.0 + 1.0 + 0.1  # interval + read_timeout + 1 s, no read in progress
+    managed.check_hung()
+    assert managed.process.terminated
+    managed.process.exitcode = -15
+    managed.exited()
+    assert managed.last_exit == "stopped ticking: killed after no heartbeat for a whole period"
 
 
 def test_sleeping_worker_is_not_hung(managed, clock):

@@ -110,7 +110,7 @@ def test_hung_read_is_killed_and_restarted(make_tree):
         15, what="stuck restarted",
     )
     assert restarted["pid"] != first["pid"]
-    assert restarted["last_exit"] == "hung"
+    assert restarted["last_exit"] == "hung in read(): killed after read_timeout"
     wait_for(lambda: tree.log_lines("sensor stuck: restarted as pid"), 5, what="restart line")
     assert len(tree.log_lines("sensor stuck: read has not returned after")) >= 1
     assert tree.log_lines("sensor stuck: ended with hung") != []
