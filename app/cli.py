@@ -15,16 +15,18 @@ from pathlib import Path
 
 from app import demo
 from app.budget import budget_warnings
+from app.backlog import publisher_status
 from app.cli_environment import Environment
 from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config, load_paths,
                         paths_from_dict, read_toml)
 from app.config_file import absolute_path
 from app.exit_status import ExitStatus
 from app.logview import RecordFilter, same_sensor_name, sensor_names, show_logs
+from app.mqtt_settings import describe_mqtt
 from app.paths import ServiceUser, judgement_notes
 from app.service_unit import unit_for_config
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
-                            with_latest_readings)
+                            with_latest_readings, with_publisher_status)
 from app.treelock import lock_path
 from sensors import pins, registry
 from sensors.problems import did_you_mean, render
@@ -282,6 +284,8 @@ def summary(config, name=None):
             details.append(f"warn below {sensor.warn_below:g}")
         lines.append(f"    {sensor.name.ljust(width)}  {sensor.type.ljust(type_width)}  "
                      + ", ".join(details))
+    if config.mqtt is not None:
+        lines += describe_mqtt(config.mqtt)
     return lines
 
 
@@ -326,6 +330,7 @@ def cmd_status(args, env):
     except StateFileError as error:
         print(error, file=env.stderr)
         return ExitStatus.FAILURE
+    state = with_publisher_status(state, publisher_status(paths.log_dir))
     state = with_latest_readings(state, latest_readings(paths.log_dir))
     lines, running = describe_state(state, now=env.clock(), lock_file=lock_path(paths.state_file))
     if args.json:

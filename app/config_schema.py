@@ -11,6 +11,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from app.mqtt_wire import default_node
 from logging_setup import LogSettings
 from sensors.pins import factory_names
 from sensors.problems import choice_words, not_allowed, out_of_range, range_words, render, wrong_type
@@ -62,15 +63,39 @@ class GpioSettings:
 
 
 @dataclass(frozen=True)
+class MqttSettings:
+    """The ``[mqtt]`` table: where the publisher sends readings. ``port`` is
+    the one to use (1883, or 8883 with ``tls``, unless given)."""
+
+    host: str
+    port: int = 1883
+    node: str = field(default_factory=default_node)
+    topic_prefix: str = "edgesense"
+    username: str | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    keepalive: int = 30
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+
+    @property
+    def broker(self):
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated configuration. ``path`` is None for one built in code
-    (the demo)."""
+    (the demo). ``mqtt`` is None without an ``[mqtt]`` table: nothing is
+    published."""
 
     path: Path | None
     logging: LogSettings
     supervisor: SupervisorSettings
     gpio: GpioSettings
     sensors: tuple[SensorConfig, ...]
+    mqtt: MqttSettings | None = None
 
 
 class ConfigError(Exception):
@@ -234,13 +259,35 @@ SENSOR_KEYS = (
     Key("warn_below", NUMBER, None, "Log a WARNING when a reading is below this value."),
 )
 
+MQTT_KEYS = (
+    Key("host", STRING, None, "The broker's host name or address."),
+    Key("port", INTEGER, None, "The broker's port; unset: 1883, or 8883 with `tls`.", 1, maximum=65535),
+    Key("node", STRING, None, "This board's name in topics and ids, 1 to 64 of `a-z`, `0-9`, `_`, `-`; "
+                              "unset: the host name, reduced to those characters."),
+    Key("topic_prefix", STRING, _default(MqttSettings, "topic_prefix"), "First level(s) of every topic."),
+    Key("username", STRING, None, "User name at the broker; unset: none."),
+    Key("password_file", STRING, None, "A file holding the password on its first line, readable by the "
+                                       "service user only; a password is never written in the config."),
+    Key("tls", BOOLEAN, _default(MqttSettings, "tls"), "TLS to the broker."),
+    Key("ca_file", STRING, None, "With `tls`: the CA certificate(s) to trust; unset: the system's CAs."),
+    Key("keepalive", INTEGER, _default(MqttSettings, "keepalive"),
+        "Seconds between keepalive pings; a dead connection is noticed within 1.5 x this.",
+        5, maximum=3600, unit="seconds"),
+    Key("discovery", BOOLEAN, _default(MqttSettings, "discovery"), "Home Assistant MQTT discovery."),
+    Key("discovery_prefix", STRING, _default(MqttSettings, "discovery_prefix"),
+        "Home Assistant's discovery prefix."),
+)
+
 SECTIONS = {
     "logging": LOGGING_KEYS,
     "supervisor": SUPERVISOR_KEYS,
     "gpio": GPIO_KEYS,
     "sensor": SENSOR_KEYS,
+    "mqtt": MQTT_KEYS,
 }
 """Every section and its keys; ``sensor`` is an array of tables whose other
-keys belong to the sensor type."""
+keys belong to the sensor type; ``mqtt`` is optional (publishing is on when
+it is there)."""
 
 REQUIRED_SENSOR_KEYS = ("name", "type", "interval")
+REQUIRED_MQTT_KEYS = ("host",)

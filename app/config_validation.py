@@ -9,6 +9,7 @@ from pathlib import Path
 from app.config_schema import (REQUIRED_SENSOR_KEYS, SECTIONS, SENSOR_KEYS, SENSOR_NAME,
                                STATE_FILE_NAME, Config, ConfigError, GpioSettings, SensorConfig,
                                SupervisorSettings)
+from app.mqtt_settings import mqtt_problems, mqtt_settings
 from app.paths import check_state_file, check_writable
 from app.statefile import with_room_for_state_file
 from logging_setup import LogSettings
@@ -61,6 +62,7 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True, service_
     log_settings = with_room_for_state_file(log_settings, supervisor.state_file)
     gpio = GpioSettings(**_section(data, "gpio", problems))
     sensors = _sensors(data.get("sensor"), problems)
+    mqtt = _mqtt_settings(data, base_dir, problems) if "mqtt" in data else None
     if check_paths:
         check_writable(log_settings.dir, "logging.dir", problems, service_user)
         if supervisor_values["state_file"] is not None:
@@ -68,7 +70,7 @@ def config_from_dict(data, *, path, base_dir, source, check_paths=True, service_
     if problems.lines:
         raise ConfigError(problems.lines)
     return Config(path=path, logging=log_settings, supervisor=supervisor, gpio=gpio,
-                  sensors=tuple(sensors))
+                  sensors=tuple(sensors), mqtt=mqtt)
 
 
 def _section(data, name, problems, only=None):
@@ -126,6 +128,16 @@ def _supervisor_settings(values, base_dir, log_settings, problems):
     else:
         state_file = _resolve_path(values["state_file"], base_dir)
     return SupervisorSettings(**dict(values, state_file=state_file))
+
+
+def _mqtt_settings(data, base_dir, problems):
+    """The ``[mqtt]`` table's settings, or None after adding its problems."""
+    before = len(problems.lines)
+    values = _section(data, "mqtt", problems)
+    given = data["mqtt"] if isinstance(data["mqtt"], dict) else {}
+    for key, message in mqtt_problems(values, given):
+        problems.add(f"mqtt.{key}", message)
+    return mqtt_settings(values, base_dir) if len(problems.lines) == before else None
 
 
 def _sensors(sections, problems):

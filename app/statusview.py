@@ -187,6 +187,45 @@ def with_latest_readings(state, readings):
     return dict(state, sensors=sensors)
 
 
+def with_publisher_status(state, status):
+    """``state`` with the publisher's own word on itself (``status``, as
+    ``app.backlog.publisher_status`` reads it, fresher than the state file)
+    merged into its ``publisher`` entry; the supervisor's pid and state stay."""
+    known = state.get("publisher")
+    if not isinstance(status, dict) or not isinstance(known, dict):
+        return state  # nothing saved yet, or no publisher in this tree (no [mqtt] table)
+    merged = dict(status, **{key: known[key] for key in ("pid", "state") if key in known})
+    return dict(state, publisher=merged)
+
+
+def describe_publisher(publisher, now):
+    """The status line of the MQTT publisher."""
+    connected = publisher.get("connected")
+    if connected:
+        link = f"connected to {publisher.get('broker', '?')}"
+    else:
+        problem = publisher.get("problem")
+        link = f"not connected to {publisher.get('broker', '?')}" + (f" ({problem})" if problem else "")
+    parts = [f"publisher: {publisher.get('state', '?')}, pid {_or_dash(publisher.get('pid'))}, {link}",
+             f"backlog {publisher.get('backlog', '?')} readings" + _oldest_age(publisher, now)]
+    last = publisher.get("last_acked")
+    if isinstance(last, dict):
+        parts.append(f"last acknowledged {last.get('sensor', '?')} {last.get('id', '?')} at {last.get('ts', '?')}")
+    parts.append(f"lost to the budget {publisher.get('lost', 0)}")
+    return "; ".join(parts)
+
+
+def _oldest_age(publisher, now):
+    stamp = publisher.get("oldest_pending_ts")
+    if not isinstance(stamp, str) or not publisher.get("backlog"):
+        return ""
+    try:
+        when = datetime.datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return ""
+    return f" (oldest {_duration(now - when)} old)"
+
+
 def describe_state(state, now=None, lock_file=None):
     """The state as lines for a person, and whether edgesense is running:
     whether a supervisor holds ``lock_file`` (``app/treelock.py``), or,
@@ -212,7 +251,9 @@ def describe_state(state, now=None, lock_file=None):
     else:
         head = (f"edgesense is not running (supervisor pid {supervisor.get('pid')} is gone); "
                 "last known state:")
-    return [escape(head)] + _sensor_table(state.get("sensors") or [], now), running
+    publisher = state.get("publisher")
+    lines = [head] + ([describe_publisher(publisher, now)] if isinstance(publisher, dict) else [])
+    return [escape(line) for line in lines] + _sensor_table(state.get("sensors") or [], now), running
 
 
 def _listener(listener):

@@ -3,6 +3,7 @@ and stops the tree without losing a log line.
 
     edgesense run                  supervisor (MainProcess)
      ├─ log-listener               owns every output handler
+     ├─ publisher                  only with an [mqtt] table: readings -> broker
      └─ sensor:<name>   × N        one per [[sensor]]
 
 Every child is a ``ManagedChild`` (``app/process.py``) with its own
@@ -28,6 +29,7 @@ import sys
 import time
 from multiprocessing import connection, forkserver, resource_tracker
 
+from app.backlog import publisher_status
 from app.child_entry import ChildEntry
 from app.config import ConfigError, load_config
 from app.exit_status import ExitStatus
@@ -36,6 +38,8 @@ from app.notify import Notifier
 from app.process import (Launched, ManagedChild, ManagedSensor, RestartPolicy, TransitionError, sensor_launched,
                          sensor_policy)
 from app.proctitle import name_process
+from app.publisher import STOP_SECONDS as PUBLISHER_GOODBYE_SECONDS
+from app.publisher import run_publisher
 from app.statefile import write_state
 from app.states import ALIVE, SUPERVISOR_TRANSITIONS, WAITING, ChildState, SupervisorPhase
 from app.treelock import AlreadyRunning, TreeLock, TreeLockError, lock_path
@@ -50,6 +54,7 @@ logger = logging.getLogger(__name__)
 FORKSERVER_PRELOAD = [
     "app.child_entry",
     "app.worker",
+    "app.publisher",
     *sorted({path.partition(":")[0] for path in registry.BUILTIN_TYPES.values()}),
     "importlib.metadata",
     "multiprocessing.sharedctypes",
@@ -75,6 +80,9 @@ after each further quick death."""
 LISTENER_MAX_QUICK_DEATHS = 5
 """Quick deaths in a row after which the listener cannot start: the tree
 stops with exit status 1 and systemd's own limits take over."""
+
+PUBLISHER_STATUS_FIELDS = ("connected", "broker", "problem", "backlog", "oldest_pending_ts", "last_acked", "lost")
+"""What the state file's ``publisher`` entry takes from the publisher's own word."""
 
 STATE_REFRESH = 15.0
 """Seconds between state-file refreshes of the sensors' last readings."""
@@ -131,6 +139,13 @@ def listener_policy(settings):
         stable_after=LISTENER_QUICK_DEATH, stop_timeout=LISTENER_DRAIN_TIMEOUT,
         at_once_after_stable=True, max_quick_exits=LISTENER_MAX_QUICK_DEATHS,
     )
+
+
+def publisher_policy(settings):
+    """The publisher's policy: a sensor's (backoff, failed and cool-down),
+    with time to say ``offline`` and take the last acknowledgements at a stop."""
+    return dataclasses.replace(sensor_policy(settings),
+                               stop_timeout=max(settings.stop_timeout, PUBLISHER_GOODBYE_SECONDS + 2))
 
 
 class ProcessLauncher:
@@ -201,8 +216,12 @@ class Supervisor:
         self.listener = ManagedChild("log listener", listener_policy(config.supervisor),
                                      self._launch_listener, now)
         self.sensors = {s.name: self._new_sensor(s) for s in config.sensors}
+        self.publisher = self._new_publisher() if config.mqtt is not None else None
+        self.outgoing_publisher = None
+        """The publisher a reload replaces or removes, until it has stopped:
+        two publishers never share the cursor."""
         self.retiring = []
-        """Sensors removed or replaced by a reload, until they have stopped."""
+        """Sensors (and a publisher) removed or replaced by a reload, until they have stopped."""
         self.pending = []
         """New sensors of a reload, waiting for what they need to stop."""
         self.logging_fallback = None
@@ -226,8 +245,9 @@ class Supervisor:
 
     def _stopped_before_listener(self):
         """The children a stop asks first; the listener drains once they
-        have all stopped. A new kind of child (the publisher) joins here."""
-        return [*self.sensors.values(), *self.retiring]
+        have all stopped."""
+        publishers = [child for child in (self.publisher, self.outgoing_publisher) if child is not None]
+        return [*self.sensors.values(), *publishers, *self.retiring]
 
     def _set_phase(self, phase):
         """The one place the phase changes; only along SUPERVISOR_TRANSITIONS."""
@@ -263,6 +283,8 @@ class Supervisor:
         )
         for managed in self.sensors.values():
             self._start_child(managed)
+        if self.publisher is not None:
+            self._start_child(self.publisher)
         # STARTING -> RUNNING
         self._set_phase(SupervisorPhase.RUNNING)
         self.notifier.ready()
@@ -284,6 +306,8 @@ class Supervisor:
         self._reap()
         self._run_timers()
         self.retiring = [m for m in self.retiring if m.state is not ChildState.STOPPED]
+        if self.outgoing_publisher is not None and self.outgoing_publisher.state is ChildState.STOPPED:
+            self.outgoing_publisher = None
         if self.phase is SupervisorPhase.RUNNING:
             self._start_unblocked()
         elif self.phase is SupervisorPhase.STOPPING:
@@ -407,6 +431,26 @@ class Supervisor:
         finally:
             stop_receiver.close()
         return sensor_launched(process, heartbeat, stop_sender)
+
+    def _new_publisher(self):
+        return ManagedChild("publisher", publisher_policy(self.config.supervisor), self._launch_publisher,
+                            self._now)
+
+    def _launch_publisher(self):
+        config = self.config
+        stop_receiver, stop_sender = self.launcher.pipe()
+        try:
+            process = self.launcher.start(
+                ChildEntry("publisher", "es:publisher", run_publisher), "publisher",
+                args=(config.mqtt, config.sensors, config.logging.dir),
+                kwargs=dict(sender=self.transport.sender, stop=stop_receiver, log_level=config.logging.level),
+            )
+        except BaseException:
+            stop_sender.close()
+            raise
+        finally:
+            stop_receiver.close()
+        return Launched(process, ask_to_stop=lambda: _ask_through(stop_sender), release=stop_sender.close)
 
     def _launch_listener(self):
         up_since = self.launcher.moment()
@@ -625,6 +669,7 @@ class Supervisor:
         fresh.update((name, self._new_sensor(new_sensors[name])) for name in added)
         self.sensors = {name: fresh.get(name) or self.sensors[name] for name in new_sensors}
         self.pending.extend(fresh.values())
+        self._replace_publisher(old)
         self._start_unblocked()
         logger.info(
             "reloaded: added %s; removed %s; restarted %s; unchanged %d",
@@ -637,6 +682,23 @@ class Supervisor:
         for managed in [*self.sensors.values(), *self.retiring]:
             managed.policy = policy
         self.listener.policy = listener_policy(self.config.supervisor)
+        for publisher in (self.publisher, self.outgoing_publisher):
+            if publisher is not None:
+                publisher.policy = publisher_policy(self.config.supervisor)
+
+    def _replace_publisher(self, old):
+        """A new ``[mqtt]`` table, log folder or set of sensors (their
+        discovery) restarts the publisher; a table removed stops it. The new
+        one starts once the old one has stopped (``_start_unblocked``)."""
+        new = self.config
+        unchanged = new.mqtt == old.mqtt and new.logging.dir == old.logging.dir and new.sensors == old.sensors
+        if unchanged or (new.mqtt is None and self.publisher is None):
+            return
+        if self.publisher is not None:
+            self.publisher.request_stop()
+            if self.publisher.state is ChildState.STOPPING:
+                self.outgoing_publisher = self.publisher
+        self.publisher = self._new_publisher() if new.mqtt is not None else None
 
     def _retire(self, outgoing):
         """Ask the sensors a reload removes or replaces to stop; the loop
@@ -649,7 +711,12 @@ class Supervisor:
 
     def _start_unblocked(self):
         """Start each new sensor of a reload once no sensor still stopping
-        has its name or one of its pins."""
+        has its name or one of its pins, and a new publisher once the one it
+        replaces has stopped."""
+        publisher = self.publisher
+        if (publisher is not None and publisher.state is ChildState.STOPPED and publisher.launched is None
+                and self.outgoing_publisher is None):
+            self._start_child(publisher)
         for fresh in list(self.pending):
             pins = _pins(fresh.sensor)
             if not any(m.name == fresh.name or pins & _pins(m.sensor) for m in self.retiring):
@@ -714,6 +781,8 @@ class Supervisor:
                 parts.append(f"{managed.name}: stopping")
         if self.listener.state not in ALIVE:
             parts.append("log listener down")
+        if self.publisher is not None and self.publisher.state not in ALIVE:
+            parts.append(f"publisher: {self.publisher.state.value}")
         return "; ".join(parts)
 
     def state_document(self):
@@ -727,8 +796,17 @@ class Supervisor:
                 "updated": time.time(),
             },
             "listener": self.listener.summary(),
+            **({"publisher": self._publisher_entry()} if self.publisher is not None else {}),
             "sensors": [m.summary() for m in self._shown_sensors()],
         }
+
+    def _publisher_entry(self):
+        """The publisher's entry: its process as the supervisor knows it, with
+        what the publisher last saved of itself (connected, backlog, ...)."""
+        said = publisher_status(self.config.logging.dir) or {}
+        own = {key: said.get(key) for key in PUBLISHER_STATUS_FIELDS}
+        own["connected"] = bool(own["connected"]) and self.publisher.state in ALIVE
+        return {**own, **self.publisher.summary()}
 
     # -- last resort ------------------------------------------------------
 
@@ -769,3 +847,10 @@ def _pins(sensor):
 def _names(names):
     names = list(names)
     return ", ".join(names) if names else "none"
+
+
+def _ask_through(stop_sender):
+    try:
+        stop_sender.send_bytes(b"stop")
+    except OSError:
+        pass  # the child is gone already

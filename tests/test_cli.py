@@ -183,6 +183,25 @@ def test_check_names_the_config_as_typed(tmp_path, typed):
     assert result.stdout.splitlines()[0] == f"{typed}: OK"
 
 
+def test_check_prints_the_broker_and_the_topics_of_an_mqtt_table(tmp_path):
+    config = tmp_path / "edgesense.toml"
+    config.write_text('[mqtt]\nhost = "hub.local"\nnode = "shed"\ntls = true\nca_file = "hub-ca.crt"\n\n'
+                      + ONE_SENSOR)
+
+    result = edgesense_in_process("check", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("  mqtt: "))
+    assert lines[start:start + 4] == [
+        f"  mqtt: mqtts://hub.local:8883 as node shed, trusting {tmp_path / 'hub-ca.crt'}, keepalive 30 s",
+        "    readings: edgesense/shed/<sensor>/reading (QoS 1); latest: edgesense/shed/<sensor>/state (retained)",
+        "    availability: edgesense/shed/availability (retained, and the last will)",
+        "    Home Assistant discovery: homeassistant/<component>/shed/<sensor>/config, sent again on "
+        "homeassistant/status",
+    ]
+
+
 def test_version_is_the_installed_one_and_the_projects(tmp_path):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 

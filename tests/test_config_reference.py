@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from app.config import REQUIRED_SENSOR_KEYS, SECTIONS
+from app.config_schema import REQUIRED_MQTT_KEYS
 from sensors.problems import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,7 +17,8 @@ README = ROOT / "README.md"
 
 def reference_row(section, key):
     """The README table row of one key."""
-    if section == "sensor" and key.name in REQUIRED_SENSOR_KEYS:
+    if (section, key.name) in {("sensor", name) for name in REQUIRED_SENSOR_KEYS} | {
+            ("mqtt", name) for name in REQUIRED_MQTT_KEYS}:
         default = "required"
     elif key.default is None:
         default = "unset"
@@ -42,10 +44,11 @@ def readme_rows():
 
 def example_keys():
     """Section name -> {key: value} of the example, commented keys included;
-    for [[sensor]] the first section only (later ones are examples of types)."""
+    for [[sensor]] the first section only (later ones are examples of types);
+    an optional table (``# [mqtt]``) is shown commented out."""
     keys, section, sensors_seen = {}, None, 0
     for line in EXAMPLE.read_text().splitlines():
-        header = re.fullmatch(r"\[+(\w+)\]+", line)
+        header = re.fullmatch(r"(?:# )?\[+(\w+)\]+", line)
         if header:
             section = header[1]
             sensors_seen += section == "sensor"
