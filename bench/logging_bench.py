@@ -3,15 +3,23 @@ plain FileHandler in one process (the upper bound), in one run, on the same
 machine, with the same line format.
 
 (a) throughput: 4 processes x 20,000 records, from the first log call until
-    every line is on disk;
-(b) latency: p50/p99 from the log call to the line being readable in the
-    file, at 100 records/s.
+    every line is on disk, for edgesense without rotation and with 1 MiB
+    files and gzip (its default compression);
+(b) CPU per record of the whole tree: every writer and listener reads its
+    own ``/proc/self/stat`` when it is done, and the forkserver's CPU over
+    the run is added (the parent's rusage sees neither forkserver's
+    children nor their children);
+(c) latency: p50/p99 from the log call to the line being readable in the
+    file, 4 processes x 100 records/s, edgesense rotating 64 KiB files
+    with gzip (several rotations a run), followed across rotations as
+    ``tail -F`` does.
 
 Each figure is also printed as a ratio to the upper bound. Throughput is
 the best of ``--repeat`` runs of each path, interleaved (the machine may be
-busy with other work); the median is printed too. Run from the repository root:
+busy with other work); the median is printed too. The sensor's own cost
+per call is bench/sensor_call_cost.py. Run from the repository root:
 
-    python bench/logging_bench.py [--records 20000] [--latency-seconds 10]
+    python bench/logging_bench.py [--records 20000] [--latency-seconds 10] [--start-method fork]
 """
 
 import argparse
@@ -19,6 +27,7 @@ import gzip
 import logging
 import logging.handlers
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import statistics
 import sys
@@ -35,7 +44,25 @@ from logging_setup.names import oldest_first  # noqa: E402
 
 WRITERS = 4
 LATENCY_RATE = 100
+MIB = 1024 * 1024
 CTX = multiprocessing.get_context("fork")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid="self"):
+    """User and system CPU of one process, from its /proc stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def forkserver_cpu():
+    """CPU of the forkserver process so far (0 unless it runs)."""
+    pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    try:
+        return cpu_seconds(pid) if pid else 0.0
+    except OSError:
+        return 0.0
 
 
 # --- the three paths -------------------------------------------------------
@@ -54,23 +81,36 @@ def use_only(handler):
     root.setLevel(logging.INFO)
 
 
+def measured_listener(receiver, settings, cpu):
+    try:
+        run_listener(receiver, settings)
+    finally:
+        cpu.value = cpu_seconds()
+
+
 class EdgesensePath:
     name = "edgesense"
+    max_file_bytes = 256 * MIB
+    compress = False
 
     def __init__(self, directory):
-        self.settings = LogSettings(dir=directory, max_total_bytes=256 * 1024 * 1024, console=False)
+        self.settings = LogSettings(dir=directory, max_file_bytes=self.max_file_bytes,
+                                    max_total_bytes=256 * MIB, compress=self.compress, console=False)
         self.transport = LogTransport.create()
-        self.listener = CTX.Process(target=run_listener, args=(self.transport.receiver, self.settings))
+        self.listener_cpu = CTX.Value("d", 0.0)
+        self.listener = CTX.Process(target=measured_listener,
+                                    args=(self.transport.receiver, self.settings, self.listener_cpu))
         self.listener.start()
         self.live_file = directory / "edgesense.log"
 
-    def configure_writer(self):
-        configure_process(self.transport.sender)
+    def writer_setup(self):
+        return partial(configure_process, self.transport.sender)
 
     def finish(self):
         self.transport.sender.send_stop()
         self.listener.join()
         self.transport.close()
+        return self.listener_cpu.value
 
     def lines(self):
         directory = self.settings.dir
@@ -79,7 +119,19 @@ class EdgesensePath:
         return (data + self.live_file.read_bytes()).decode().splitlines()
 
 
-def cookbook_listener(queue, path):
+class RotatingEdgesensePath(EdgesensePath):
+    name = "edgesense, 1 MiB files, gzip"
+    max_file_bytes = MIB
+    compress = True
+
+
+class LatencyEdgesensePath(EdgesensePath):
+    name = "edgesense, 64 KiB files, gzip"
+    max_file_bytes = 64 * 1024
+    compress = True
+
+
+def cookbook_listener(queue, path, cpu):
     """The logging cookbook's listener process: get, handle, until None."""
     use_only(plain_file_handler(path))
     while True:
@@ -87,6 +139,11 @@ def cookbook_listener(queue, path):
         if record is None:
             break
         logging.getLogger(record.name).handle(record)
+    cpu.value = cpu_seconds()
+
+
+def use_queue_handler(queue):
+    use_only(logging.handlers.QueueHandler(queue))
 
 
 class CookbookPath:
@@ -95,15 +152,17 @@ class CookbookPath:
     def __init__(self, directory):
         self.live_file = directory / "cookbook.log"
         self.queue = CTX.Queue(-1)
-        self.listener = CTX.Process(target=cookbook_listener, args=(self.queue, self.live_file))
+        self.listener_cpu = CTX.Value("d", 0.0)
+        self.listener = CTX.Process(target=cookbook_listener, args=(self.queue, self.live_file, self.listener_cpu))
         self.listener.start()
 
-    def configure_writer(self):
-        use_only(logging.handlers.QueueHandler(self.queue))
+    def writer_setup(self):
+        return partial(use_queue_handler, self.queue)
 
     def finish(self):
         self.queue.put_nowait(None)
         self.listener.join()
+        return self.listener_cpu.value
 
     def lines(self):
         return self.live_file.read_text().splitlines()
@@ -111,32 +170,38 @@ class CookbookPath:
 
 # --- (a) throughput ---------------------------------------------------------
 
-def throughput_writer(path, writer, count, start):
-    path.configure_writer()
+def throughput_writer(setup, writer, count, start, cpu):
+    setup()
     log = logging.getLogger("bench.writer")
     start.wait()
+    before = cpu_seconds()
     for number in range(count):
         log.info("writer %d record %d of the throughput run", writer, number)
+    cpu[writer] = cpu_seconds() - before
 
 
 def throughput_of(path_class, directory, count):
-    """Records per second through ``path_class`` from WRITERS processes."""
+    """Records per second through ``path_class`` from WRITERS processes, and
+    the CPU seconds per record of every process of the tree."""
     path = path_class(directory)
     start = CTX.Event()
-    writers = [CTX.Process(target=throughput_writer, args=(path, w, count, start), name=f"sensor:w{w}")
+    writers_cpu = CTX.Array("d", WRITERS)
+    writers = [CTX.Process(target=throughput_writer, args=(path.writer_setup(), w, count, start, writers_cpu), name=f"sensor:w{w}")
                for w in range(WRITERS)]
     for writer in writers:
         writer.start()
     time.sleep(0.5)  # every writer configured and waiting
+    listener_before, forkserver_before = cpu_seconds(path.listener.pid), forkserver_cpu()
     started = time.perf_counter()
     start.set()
     for writer in writers:
         writer.join()
-    path.finish()
+    listener_cpu = path.finish()
     elapsed = time.perf_counter() - started
     written = sum(1 for line in path.lines() if "of the throughput run" in line)
     assert written == WRITERS * count, f"{path.name}: {written} lines of {WRITERS * count}"
-    return WRITERS * count / elapsed
+    tree_cpu = sum(writers_cpu) + listener_cpu - listener_before + forkserver_cpu() - forkserver_before
+    return WRITERS * count / elapsed, tree_cpu / (WRITERS * count)
 
 
 def upper_bound_throughput(directory, count):
@@ -144,19 +209,19 @@ def upper_bound_throughput(directory, count):
     handler = plain_file_handler(directory / "plain.log")
     use_only(handler)
     log = logging.getLogger("bench.writer")
-    started = time.perf_counter()
+    started, before = time.perf_counter(), cpu_seconds()
     for number in range(WRITERS * count):
         log.info("writer %d record %d of the throughput run", 0, number)
     handler.close()
-    return WRITERS * count / (time.perf_counter() - started)
+    return WRITERS * count / (time.perf_counter() - started), (cpu_seconds() - before) / (WRITERS * count)
 
 
 # --- (b) latency ------------------------------------------------------------
 
-def paced_writer(path, count):
+def paced_writer(setup, count):
     """Logs ``count`` records at LATENCY_RATE, each carrying its send time."""
-    if path is not None:
-        path.configure_writer()
+    if setup is not None:
+        setup()
     log = logging.getLogger("bench.latency")
     started = time.monotonic()
     for number in range(count):
@@ -164,48 +229,70 @@ def paced_writer(path, count):
         log.info("latency probe %d", time.monotonic_ns())
 
 
-def follow_latencies(live_file, count, writer_done):
-    """Read the file as it grows; for each probe line, now minus its send time.
-    Stops after ``count`` probes, or a second after the writer is done."""
+def follow_latencies(live_file, count, writers_done):
+    """Read the file as it grows, following it across rotations as
+    ``tail -F`` does; for each probe line, now minus its send time. Stops
+    after ``count`` probes, or a second after the writers are done."""
     latencies = []
     give_up = None
     while not live_file.exists():
         time.sleep(0.001)
-    with open(live_file, "rb") as file:
-        pending = b""
-        while len(latencies) < count:
-            chunk = file.read()
-            if not chunk:
-                if give_up is None and writer_done():
-                    give_up = time.monotonic() + 1.0
-                if give_up is not None and time.monotonic() > give_up:
-                    break
-                time.sleep(0.00005)
+    file = open(live_file, "rb")
+    pending = b""
+    while len(latencies) < count:
+        chunk = file.read()
+        if not chunk:
+            if _rotated_away(file, live_file):
+                file.close()
+                file = open(live_file, "rb")
                 continue
-            now = time.monotonic_ns()
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            latencies.extend((now - int(line.rsplit(b" ", 1)[1])) / 1e6 for line in lines if b"latency probe" in line)
+            if give_up is None and writers_done():
+                give_up = time.monotonic() + 1.0
+            if give_up is not None and time.monotonic() > give_up:
+                break
+            time.sleep(0.00005)
+            continue
+        now = time.monotonic_ns()
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        latencies.extend((now - int(line.rsplit(b" ", 1)[1])) / 1e6 for line in lines if b"latency probe" in line)
+    file.close()
     return latencies
+
+
+def _rotated_away(file, live_file):
+    try:
+        return os.stat(live_file).st_ino != os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def paced_writers(target, args, count):
+    """WRITERS processes each logging ``count`` probes; a function that says
+    whether all are done."""
+    writers = [CTX.Process(target=target, args=(*args, count)) for _ in range(WRITERS)]
+    for writer in writers:
+        writer.start()
+    return writers, lambda: not any(writer.is_alive() for writer in writers)
 
 
 def latency_of(path_class, directory, count):
     path = path_class(directory)
-    writer = CTX.Process(target=paced_writer, args=(path, count))
-    writer.start()
-    latencies = follow_latencies(path.live_file, count, lambda: not writer.is_alive())
-    writer.join()
+    writers, done = paced_writers(paced_writer, (path.writer_setup(),), count)
+    latencies = follow_latencies(path.live_file, WRITERS * count, done)
+    for writer in writers:
+        writer.join()
     path.finish()
     return latencies
 
 
 def upper_bound_latency(directory, count):
-    """The plain FileHandler, in a writer process of its own."""
+    """Plain FileHandlers appending to one file, in writer processes of their own."""
     live_file = directory / "plain-latency.log"
-    writer = CTX.Process(target=plain_latency_writer, args=(live_file, count))
-    writer.start()
-    latencies = follow_latencies(live_file, count, lambda: not writer.is_alive())
-    writer.join()
+    writers, done = paced_writers(plain_latency_writer, (live_file,), count)
+    latencies = follow_latencies(live_file, WRITERS * count, done)
+    for writer in writers:
+        writer.join()
     return latencies
 
 
@@ -224,40 +311,53 @@ def percentile(values, fraction):
 UPPER_BOUND = "plain FileHandler (upper bound)"
 PATHS = {
     UPPER_BOUND: (upper_bound_throughput, upper_bound_latency),
-    "edgesense": (partial(throughput_of, EdgesensePath), partial(latency_of, EdgesensePath)),
-    "stdlib cookbook": (partial(throughput_of, CookbookPath), partial(latency_of, CookbookPath)),
+    EdgesensePath.name: (partial(throughput_of, EdgesensePath), None),
+    RotatingEdgesensePath.name: (partial(throughput_of, RotatingEdgesensePath), None),
+    LatencyEdgesensePath.name: (None, partial(latency_of, LatencyEdgesensePath)),
+    CookbookPath.name: (partial(throughput_of, CookbookPath), partial(latency_of, CookbookPath)),
 }
 
 
 def measure(scratch, records, probes, repeat):
     """Throughput runs interleaved across the paths (so a busy moment of the
     machine hits them alike), then one latency run each."""
-    rates = {label: [] for label in PATHS}
+    runs = {label: [] for label, (throughput, _) in PATHS.items() if throughput}
     for run in range(repeat):
-        for label, (throughput, _) in PATHS.items():
-            directory = scratch / f"{label.split()[0]}-{run}"
+        for label in runs:
+            directory = scratch / f"throughput-{len(os.listdir(scratch))}"
             directory.mkdir()
-            rates[label].append(throughput(directory, records))
+            runs[label].append(PATHS[label][0](directory, records))
     latencies = {}
     for label, (_, latency) in PATHS.items():
-        directory = scratch / f"{label.split()[0]}-latency"
-        directory.mkdir()
-        latencies[label] = latency(directory, probes)
-    return rates, latencies
+        if latency:
+            directory = scratch / f"latency-{len(os.listdir(scratch))}"
+            directory.mkdir()
+            latencies[label] = latency(directory, probes)
+    return runs, latencies
 
 
-def report(rates, latencies, records, probes):
-    bound_rate = max(rates[UPPER_BOUND])
-    bound_p50, bound_p99 = (percentile(latencies[UPPER_BOUND], q) for q in (0.5, 0.99))
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, start method {CTX.get_start_method()}; "
-          f"throughput: {WRITERS} x {records} records, best of {len(rates[UPPER_BOUND])} interleaved runs; "
-          f"latency: {probes} records at {LATENCY_RATE}/s")
-    print(f"{'path':32} {'records/s':>9} {'ratio':>6} {'median':>7} {'p50 ms':>7} {'ratio':>6} {'p99 ms':>7} {'ratio':>6}")
+def report(runs, latencies, records, probes):
+    bound_rate = max(rate for rate, _ in runs[UPPER_BOUND])
+    bound_cpu = min(cpu for _, cpu in runs[UPPER_BOUND])
+    bound_p99 = percentile(latencies[UPPER_BOUND], 0.99)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}, "
+          f"start method {CTX.get_start_method()}; throughput: {WRITERS} x {records} records, best of "
+          f"{len(runs[UPPER_BOUND])} interleaved runs; latency: {WRITERS} x {probes} records at {LATENCY_RATE}/s")
+    print(f"{'path':32} {'records/s':>9} {'ratio':>6} {'median':>7} {'cpu us/rec':>10} {'ratio':>6} "
+          f"{'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}")
     for label in PATHS:
-        best, median = max(rates[label]), statistics.median(rates[label])
-        p50, p99 = (percentile(latencies[label], q) for q in (0.5, 0.99))
-        print(f"{label:32} {best:9.0f} {best / bound_rate:5.2f}x {median / bound_rate:6.2f}x "
-              f"{p50:7.3f} {p50 / bound_p50:5.1f}x {p99:7.3f} {p99 / bound_p99:5.1f}x")
+        line = f"{label:32} "
+        if label in runs:
+            rates = [rate for rate, _ in runs[label]]
+            cpu = min(cpu for _, cpu in runs[label])
+            line += (f"{max(rates):9.0f} {max(rates) / bound_rate:5.2f}x {statistics.median(rates) / bound_rate:6.2f}x "
+                     f"{cpu * 1e6:10.1f} {cpu / bound_cpu:5.2f}x ")
+        else:
+            line += " " * 45
+        if label in latencies:
+            p50, p99 = (percentile(latencies[label], q) for q in (0.5, 0.99))
+            line += f"{p50:7.3f} {p99:7.3f} {p99 / bound_p99:5.1f}x"
+        print(line.rstrip())
 
 
 def main():
@@ -265,11 +365,14 @@ def main():
     parser.add_argument("--records", type=int, default=20_000, help="records per writer (throughput)")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of each latency run")
     parser.add_argument("--repeat", type=int, default=5, help="throughput runs per path; the best counts")
+    parser.add_argument("--start-method", choices=("fork", "forkserver", "spawn"), default="forkserver")
     args = parser.parse_args()
+    global CTX
+    CTX = multiprocessing.get_context(args.start_method)
     probes = int(args.latency_seconds * LATENCY_RATE)
     with tempfile.TemporaryDirectory() as scratch:
-        rates, latencies = measure(Path(scratch), args.records, probes, args.repeat)
-    report(rates, latencies, args.records, probes)
+        runs, latencies = measure(Path(scratch), args.records, probes, args.repeat)
+    report(runs, latencies, args.records, probes)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from logging_setup.compression import BackgroundCompressor, CompressionJob
 from logging_setup.folder import TEMP_SUFFIXES, FILE_MODE, ForeignEntry, Folder, describe, is_own
 from logging_setup.names import parse_rotated, rotated_name
 
@@ -99,7 +100,9 @@ class LiveFile:
         return True
 
     def flush(self):
-        """Write everything appended since the last flush."""
+        """Write everything appended since the last flush (and rename into
+        place the archives finished meanwhile)."""
+        self.directory.finish_compressions()
         if not self._pending:
             return
         if self._fd is None or os.fstat(self._fd).st_nlink == 0:
@@ -233,7 +236,9 @@ class LogDirectory:
     """Owns the live files of one directory and keeps the directory within
     ``max_total_bytes``. ``compressor(plain, packed)`` writes the compressed
     copy of one binary file object into another (``gzip_file`` unless a
-    test passes another). ``reserved`` is ``(name, bytes)``: a file of the
+    test passes another); with ``background`` it runs in a thread of its
+    own, and the budget keeps room for each archive being written until it
+    is renamed into place. ``reserved`` is ``(name, bytes)``: a file of the
     directory that another process writes, and the room kept for it.
 
     >>> import tempfile
@@ -247,10 +252,12 @@ class LogDirectory:
     """
 
     def __init__(self, path, max_file_bytes, max_total_bytes, compress=True, report=None, compressor=None,
-                 reserved=(None, 0)):
+                 reserved=(None, 0), background=False):
         self.folder = Folder(path)
         self.path = self.folder.path
         self._compressor = compressor or gzip_file
+        self._background = BackgroundCompressor(self._compressor) if background else None
+        self._compressing = []  # jobs not finished yet, in rotation order
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
         self.compress = compress
@@ -303,12 +310,15 @@ class LogDirectory:
         live_bytes = 0
         for live in self._live.values():
             live_bytes += live.size
+        for job in self._compressing:
+            live_bytes += job.bound
         return live_bytes + self._rotated_bytes + self._other_bytes
 
     def make_room(self, live, size):
         """Rotate ``live`` if ``size`` more bytes would overfill it, then
         delete the oldest rotated files until ``size`` more bytes fit in the
         budget. False when even that cannot make room."""
+        self.finish_compressions()
         if self._rescan_due():
             self._scan()
         if live.size and live.size + size > self.max_file_bytes:
@@ -431,7 +441,8 @@ class LogDirectory:
             if self._floor(live) + size > self.max_total_bytes:
                 return False
             if self._rotated:
-                self._delete(self._rotated[0])
+                if not self._compression_of_oldest_finished():
+                    self._delete(self._rotated[0])
             elif not (live.size and self.rotate(live, compress=False)):
                 return False
         return True
@@ -443,6 +454,7 @@ class LogDirectory:
         return self._other_bytes + others
 
     def _delete(self, rotated):
+        rotated = self._settled(rotated)
         try:
             self.folder.unlink_if(rotated.name, rotated.inode)
         except FileNotFoundError:
@@ -459,29 +471,85 @@ class LogDirectory:
         temporary file is made first; without room the file stays plain."""
         if not self._room_to_compress(rotated):
             return
-        temp = None
         try:
             source = self.folder.open_own(rotated.name)
-            with os.fdopen(source, "rb") as plain:
+            try:
                 temp, fd = self.folder.create_temp(rotated.name + ".gz", ".tmp", os.O_WRONLY)
-                with os.fdopen(fd, "wb") as packed:
-                    self._compressor(plain, packed)
-                    packed.flush()
-                    os.fsync(fd)  # the archive survives a power cut before the plain file goes
-                    info = os.fstat(fd)
+            except BaseException:
+                os.close(source)
+                raise
+        except (OSError, ForeignEntry) as error:
+            self._report_uncompressed(rotated, error)
+            return
+        job = CompressionJob(rotated, temp, source, fd, gzip_bound(rotated.size))
+        self._compressing.append(job)
+        if self._background is None:
+            job.run(self._compressor)
+            self._finish_compressions()
+        else:
+            self._background.submit(job)
+
+    def finish_compressions(self):
+        """Rename into place every archive the background thread finished."""
+        if self._compressing and self._compressing[0].done.is_set():
+            self._finish_compressions()
+
+    def _finish_compressions(self, until=None):
+        """Rename every archive written so far into place, in rotation order;
+        wait for the jobs up to ``until`` (a job) first."""
+        while self._compressing:
+            job = self._compressing[0]
+            if until is not None:
+                job.done.wait()
+            elif not job.done.is_set():
+                return
+            self._compressing.pop(0)
+            self._finish(job)
+            if job is until:
+                return
+
+    def _finish(self, job):
+        rotated, temp = job.rotated, job.temp
+        try:
+            if job.error is not None:
+                raise job.error
             self.folder.move_new(temp, rotated.name + ".gz")
             temp = None
             self.folder.unlink_if(rotated.name, rotated.inode)
         except (OSError, ForeignEntry) as error:
             if temp is not None:
                 _unlink_quietly(self.folder, temp)
-            self.report(f"cannot compress {os.path.join(self.path, rotated.name)}: {error}; "
-                        "leaving it uncompressed")
+            self._report_uncompressed(rotated, error)
             return
         self._replace(rotated, RotatedFile(rotated.name + ".gz", rotated.live_name, rotated.index, True,
-                                           info.st_size, info.st_ino))
+                                           job.info.st_size, job.info.st_ino))
+
+    def _report_uncompressed(self, rotated, error):
+        self.report(f"cannot compress {os.path.join(self.path, rotated.name)}: {error}; "
+                    "leaving it uncompressed")
+
+    def _compression_of_oldest_finished(self):
+        """When the oldest rotated file is being compressed, wait for its
+        archive (which may free enough) instead of deleting it. True if it was."""
+        oldest = self._rotated[0]
+        if not any(job.rotated is oldest for job in self._compressing):
+            return False
+        self._settled(oldest)
+        return True
+
+    def _settled(self, rotated):
+        """``rotated`` as it is once its compression (if under way) is
+        finished: a file being compressed is never deleted under the job."""
+        job = next((job for job in self._compressing if job.rotated is rotated), None)
+        if job is None:
+            return rotated
+        position = self._rotated.index(rotated) if rotated in self._rotated else None
+        self._finish_compressions(until=job)
+        return self._rotated[position] if position is not None else rotated
 
     def _replace(self, old, new):
+        if old not in self._rotated:  # forgotten by a scan meanwhile: the next scan finds the archive
+            return
         position = len(self._rotated) - 1 - self._rotated[::-1].index(old)
         self._rotated[position] = new
         self._rotated_bytes += new.size - old.size
@@ -505,8 +573,9 @@ class LogDirectory:
         vanishes meanwhile is simply gone."""
         known = {rotated.name: rotated for rotated in self._rotated}
         rotated, other_bytes, reserved_bytes, foreign = [], 0, 0, set()
+        being_written = {job.temp for job in self._compressing}  # counted as their jobs' bound
         for name in self.folder.names():
-            if name in self._live:
+            if name in self._live or name in being_written:
                 continue
             info = None if name in known else self.folder.lstat(name)
             parsed = parse_rotated(name)
@@ -563,9 +632,14 @@ class LogDirectory:
         return info is not None and is_own(info)
 
     def close(self):
-        """Close every live file and the folder. Idempotent."""
+        """Close every live file, finish the compressions under way, close
+        the folder. Idempotent."""
         for live in self._live.values():
             live.close()
+        if self._compressing:
+            self._finish_compressions(until=self._compressing[-1])
+        if self._background is not None:
+            self._background.close()
         self.folder.close()
 
 

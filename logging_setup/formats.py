@@ -75,22 +75,45 @@ def continuation_lines(text):
 class OneLineFormatter(logging.Formatter):
     """A formatter whose record is one escaped line, followed by its
     traceback as marked continuation lines (L12). Every field a record
-    carries is escaped, whoever sent it."""
+    carries is escaped, whoever sent it.
+
+    The few process, logger and level names a listener sees are escaped
+    once each and remembered (up to ``NAMES_REMEMBERED`` of them)."""
+
+    NAMES_REMEMBERED = 1024
+
+    def __init__(self, fmt=None, datefmt=None):
+        super().__init__(fmt, datefmt)
+        self._uses_time = self.usesTime()
+        self._escaped_names = {}
 
     def format(self, record):
         record.message = escape(record.getMessage())
-        for name in ("name", "processName", "levelname"):
-            value = str(getattr(record, name, ""))
-            setattr(record, name, escape_name(value))
-        if self.usesTime():
+        record.name = self._escaped_name(record.name)
+        record.processName = self._escaped_name(getattr(record, "processName", ""))
+        record.levelname = self._escaped_name(record.levelname)
+        if self._uses_time:
             record.asctime = self.formatTime(record, self.datefmt)
-        lines = [self.formatMessage(record)]
+        line = self.formatMessage(record)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
+        if not (record.exc_text or record.stack_info):
+            return line
+        lines = [line]
         for text in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
             if text:
                 lines += continuation_lines(text.rstrip("\n"))
         return "\n".join(lines)
+
+    def _escaped_name(self, value):
+        if type(value) is not str:
+            return escape_name(str(value))
+        escaped = self._escaped_names.get(value)
+        if escaped is None:
+            escaped = escape_name(value)
+            if len(self._escaped_names) < self.NAMES_REMEMBERED:
+                self._escaped_names[value] = escaped
+        return escaped
 
 
 class LineFormatter(OneLineFormatter):

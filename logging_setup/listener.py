@@ -56,7 +56,7 @@ def run_listener(receiver, settings):
     """
     ignore_tree_signals()
     try:
-        handlers = _install_handlers(settings)
+        directory, handlers = _install_handlers(settings)
     except OSError as error:
         print(f"edgesense: cannot use the log folder {settings.dir}: {error.strerror or error}",
               file=sys.stderr, flush=True)
@@ -66,15 +66,17 @@ def run_listener(receiver, settings):
         _serve(receiver, handlers)
     finally:
         _remove_handlers(handlers)
+        directory.close()  # finishes the compressions under way
 
 
 def _install_handlers(settings):
-    """Replace whatever the process inherited with the output handlers. No
-    QueueHandler stays reachable, so the listener never sends a record back
-    into the transport (the article's infinite loop)."""
+    """Replace whatever the process inherited with the output handlers;
+    return their LogDirectory (which compresses in a thread of its own) and
+    them. No QueueHandler stays reachable, so the listener never sends a
+    record back into the transport (the article's infinite loop)."""
     _remove_inherited_handlers()
     directory = LogDirectory(settings.dir, settings.max_file_bytes, settings.max_total_bytes, settings.compress,
-                             reserved=(settings.reserved_file, settings.reserved_bytes))
+                             reserved=(settings.reserved_file, settings.reserved_bytes), background=True)
     lives = [directory.open_live(LOG_FILE_NAME), directory.open_live(READINGS_FILE_NAME)]
     if not any(live.is_open for live in lives):
         raise OSError(errno.EEXIST, "; ".join(str(live.open_error) for live in lives))
@@ -89,7 +91,7 @@ def _install_handlers(settings):
             handler.setLevel(settings.level)
         root.addHandler(handler)
     root.setLevel(settings.level)
-    return handlers
+    return directory, handlers
 
 
 def _remove_inherited_handlers():

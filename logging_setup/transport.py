@@ -16,8 +16,9 @@ import pickle
 import select
 import socket
 import time
+import weakref
 
-from logging_setup.formats import safe_repr
+from logging_setup.formats import RenderingFormatter, safe_repr
 
 MAX_DATAGRAM_BYTES = 60 * 1024
 """Largest datagram a sender emits: well under the kernel's default send
@@ -39,6 +40,8 @@ _EXTRA_LIMITS = (1024, 64)
 """Bytes each oversized extra value is cut to, tried in turn until the
 record fits in one datagram."""
 _DROP_REPORTER = "logging_setup.transport"
+RENDERER = RenderingFormatter()
+"""Renders the message and traceback of every record a process sends."""
 
 
 class LogSender:
@@ -66,6 +69,7 @@ class LogSender:
     def __init__(self, sock):
         self._socket = sock
         self._reset_drop_state()
+        _SENDERS.add(self)
 
     def __reduce__(self):
         # Only the socket crosses into a child; drop counts belong to the
@@ -73,9 +77,13 @@ class LogSender:
         return (LogSender, (self._socket,))
 
     def put_nowait(self, record):
-        """Send one record, already prepared by QueueHandler.prepare."""
+        """Send one record (``pack_record`` renders it on the way)."""
+        self.put_packed(pack_record(record))
+
+    def put_packed(self, packed):
+        """Send one record already packed by ``pack_record``."""
         try:
-            self._send(encode_record(record))
+            self._send(encode_packed(packed))
         except Exception:
             self._dropped_records += 1
 
@@ -90,7 +98,6 @@ class LogSender:
         self._socket.close()
 
     def _send(self, data):
-        self._forget_drops_of_parent()
         if self._dropping:
             delivered = self._try_once(data)
         else:
@@ -102,6 +109,8 @@ class LogSender:
             self._report_drops()
 
     def _send_waiting(self, data):
+        if self._try_once(data):
+            return True
         deadline = time.monotonic() + SEND_WAIT_SECONDS
         while True:
             try:
@@ -131,7 +140,6 @@ class LogSender:
         ``SEND_WAIT_SECONDS`` for room. The root handler's ``flush`` calls
         this, so ``logging.shutdown()`` at a clean exit reports drops that no
         later record would have carried."""
-        self._forget_drops_of_parent()
         if self._dropped_records:
             self._report_drops(wait=True)
 
@@ -143,21 +151,27 @@ class LogSender:
             "%d log records dropped: the log listener did not drain in time", (count,), None,
         )
         record.msg, record.args = record.getMessage(), None
-        data = encode_record(record)
+        data = encode_packed(pack_record(record))
         if not (self._send_waiting(data) if wait else self._try_once(data)):
             self._dropping = True
             self._dropped_records += count
 
-    def _forget_drops_of_parent(self):
-        # After fork the child holds a copy of the parent's counters: they
-        # describe the parent's drops, which the parent reports itself.
-        if self._owner_pid != os.getpid():
-            self._reset_drop_state()
-
     def _reset_drop_state(self):
-        self._owner_pid = os.getpid()
         self._dropping = False
         self._dropped_records = 0
+
+
+_SENDERS = weakref.WeakSet()
+
+
+def _forget_drops_of_parent():
+    # After fork the child holds a copy of the parent's counters: they
+    # describe the parent's drops, which the parent reports itself.
+    for sender in list(_SENDERS):
+        sender._reset_drop_state()
+
+
+os.register_at_fork(after_in_child=_forget_drops_of_parent)
 
 
 class LogTransport:
@@ -197,34 +211,61 @@ class LogTransport:
         self.close()
 
 
-def encode_record(record):
-    """One datagram for a prepared record: args merged, no exc_info.
+def pack_record(record, renderer=RENDERER):
+    """What travels of ``record``: its message merged with its arguments and
+    its traceback as text (L6), without copying the record.
 
-    The standard attributes travel as a tuple in ``RECORD_ATTRIBUTES`` order
-    (every process runs the same interpreter), the extras as a dict: half
-    the bytes and pickling time of the whole ``__dict__``. An attribute that
-    cannot be pickled travels as its repr; a datagram that would be too
-    large has its message truncated with a visible marker (L6).
+    A tuple: the standard attributes that travel as they are, in
+    ``PLAIN_ATTRIBUTES`` order (every process runs the same interpreter),
+    then the message, the traceback text, and a dict of the extras or None.
     """
     state = record.__dict__
     try:
-        data = pickle.dumps(_packed(state), _PICKLE_PROTOCOL)
+        values = _plain_values(state)
+    except KeyError:
+        values = tuple(state.get(name) for name in PLAIN_ATTRIBUTES)
+    extras = None
+    if len(state) > len(RECORD_ATTRIBUTES) + ("message" in state):
+        extras = {name: state[name] for name in state.keys() - _NOT_EXTRA}
+    try:
+        message = record.getMessage()
     except Exception:
-        state = _picklable(state)
-        data = pickle.dumps(_packed(state), _PICKLE_PROTOCOL)
+        message = renderer.message(record)
+    traceback = None
+    if record.exc_info or record.exc_text or record.stack_info:
+        traceback = renderer.traceback(record)
+    return values, message, traceback, extras
+
+
+def encode_packed(packed):
+    """One datagram for a ``pack_record`` tuple. A value that cannot be
+    pickled travels as its repr; a datagram that would be too large has its
+    message truncated with a visible marker (L6)."""
+    try:
+        data = pickle.dumps(packed, _PICKLE_PROTOCOL)
+    except Exception:
+        packed = _picklable(packed)
+        data = pickle.dumps(packed, _PICKLE_PROTOCOL)
     if len(data) > MAX_DATAGRAM_BYTES:
-        data = pickle.dumps(_packed(_shrunk(state)), _PICKLE_PROTOCOL)
+        data = pickle.dumps(_shrunk(packed), _PICKLE_PROTOCOL)
     return data
 
 
+def encode_record(record):
+    """One datagram for ``record`` (``pack_record``, then ``encode_packed``)."""
+    return encode_packed(pack_record(record))
+
+
 def decode_record(data):
-    """The LogRecord in a datagram made by ``encode_record``.
+    """The LogRecord in a datagram made by ``encode_packed``: no args,
+    exc_info or stack_info.
 
     The record is rebuilt around the received attributes without running
     LogRecord.__init__, which would look up this process's time, pid and
     thread only to have them overwritten."""
-    values, extras = pickle.loads(data)
-    attributes = dict(zip(RECORD_ATTRIBUTES, values, strict=True))
+    values, message, exc_text, extras = pickle.loads(data)
+    attributes = dict(zip(PLAIN_ATTRIBUTES, values, strict=True))
+    attributes.update(msg=message, args=None, exc_info=None, exc_text=exc_text, stack_info=None)
     if extras:
         attributes.update(extras)
     record = logging.LogRecord.__new__(logging.LogRecord)
@@ -233,23 +274,19 @@ def decode_record(data):
 
 
 RECORD_ATTRIBUTES = tuple(name for name in logging.makeLogRecord({}).__dict__ if name != "message")
+RENDERED_ATTRIBUTES = ("msg", "args", "exc_info", "exc_text", "stack_info")
+"""What the sender renders (the message, the traceback text) or leaves out."""
+PLAIN_ATTRIBUTES = tuple(name for name in RECORD_ATTRIBUTES if name not in RENDERED_ATTRIBUTES)
 _NOT_EXTRA = frozenset(RECORD_ATTRIBUTES) | {"message"}
-_record_values = operator.itemgetter(*RECORD_ATTRIBUTES)
+_plain_values = operator.itemgetter(*PLAIN_ATTRIBUTES)
 
 
-def _packed(state):
-    try:
-        values = _record_values(state)
-    except KeyError:
-        values = tuple(state.get(name) for name in RECORD_ATTRIBUTES)
-    extras = None
-    if len(state) > len(RECORD_ATTRIBUTES) + ("message" in state):
-        extras = {name: state[name] for name in state.keys() - _NOT_EXTRA}
-    return values, extras
-
-
-def _picklable(state):
-    return {key: _picklable_value(value) for key, value in state.items()}
+def _picklable(packed):
+    values, message, exc_text, extras = packed
+    values = tuple(_picklable_value(value) for value in values)
+    if extras:
+        extras = {key: _picklable_value(value) for key, value in extras.items()}
+    return values, message, exc_text, extras
 
 
 def _picklable_value(value):
@@ -262,25 +299,29 @@ def _picklable_value(value):
         return safe_repr(value)
 
 
-def _shrunk(state):
-    """``state`` with its message truncated and, while the datagram would
-    still be too large, each oversized extra cut down to a limit. A dict
-    (a reading) keeps its keys and small values; only its oversized values
-    are truncated with a marker, so the reading still reaches its file."""
-    shrunk = dict(state)
-    shrunk["msg"] = truncate_text(str(state.get("msg", "")), MAX_MESSAGE_BYTES)
-    if state.get("exc_text"):
-        shrunk["exc_text"] = truncate_text(str(state["exc_text"]), MAX_MESSAGE_BYTES)
-    extras = [key for key in state if key not in _NOT_EXTRA]
+def _shrunk(packed):
+    """``packed`` with its message and traceback truncated and, while the
+    datagram would still be too large, each oversized extra cut down to a
+    limit. A dict (a reading) keeps its keys and small values; only its
+    oversized values are truncated with a marker, so the reading still
+    reaches its file."""
+    values, message, exc_text, extras = packed
+    message = truncate_text(str(message), MAX_MESSAGE_BYTES)
+    if exc_text:
+        exc_text = truncate_text(str(exc_text), MAX_MESSAGE_BYTES)
+    extras = extras or {}
+    shrunk = dict(extras)
     for limit in _EXTRA_LIMITS:
-        if len(pickle.dumps(shrunk, _PICKLE_PROTOCOL)) <= MAX_DATAGRAM_BYTES:
-            return shrunk
-        for key in extras:
-            shrunk[key] = _shrunk_value(state[key], limit)
-    if len(pickle.dumps(shrunk, _PICKLE_PROTOCOL)) > MAX_DATAGRAM_BYTES:
-        for key in extras:
-            shrunk[key] = truncate_text(safe_repr(state[key]), _EXTRA_LIMITS[-1])
-    return shrunk
+        if _fits((values, message, exc_text, shrunk)):
+            return values, message, exc_text, shrunk
+        shrunk = {key: _shrunk_value(value, limit) for key, value in extras.items()}
+    if not _fits((values, message, exc_text, shrunk)):
+        shrunk = {key: truncate_text(safe_repr(value), _EXTRA_LIMITS[-1]) for key, value in extras.items()}
+    return values, message, exc_text, shrunk
+
+
+def _fits(packed):
+    return len(pickle.dumps(packed, _PICKLE_PROTOCOL)) <= MAX_DATAGRAM_BYTES
 
 
 def _shrunk_value(value, limit):

@@ -172,16 +172,20 @@ class Broker:
 
 class Collector:
     """A paho client subscribed to ``topics`` that keeps every message:
-    ``(topic, payload bytes, retain)`` in arrival order."""
+    ``(topic, payload bytes, retain)`` in arrival order. With a ``session``
+    name the broker keeps its subscription and queues what it misses while
+    it is away (a persistent session), across a broker restart too."""
 
-    def __init__(self, broker, topics=("#",), username=None, password=None, tls_ca=None):
+    def __init__(self, broker, topics=("#",), username=None, password=None, tls_ca=None, session=None):
         require_paho()
         import paho.mqtt.client as mqtt
 
         self.messages = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{os.getpid()}-{id(self)}")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=session or f"collector-{os.getpid()}-{id(self)}",
+                                  clean_session=session is None)
         if username:
             self.client.username_pw_set(username, password)
         if tls_ca:

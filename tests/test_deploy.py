@@ -127,9 +127,10 @@ def open_folder():
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(wheel, wheelhouse):
-    """A root laid out by one `install.sh --root`; tests here only read it."""
+    """A root laid out by one `install.sh --root` for the session: tests that
+    take it leave it as they found it (fresh_install is for the others)."""
     folder = open_folder()
     root = folder / "root"
     install_offline(root, wheel, wheelhouse)
@@ -138,9 +139,13 @@ def installed(wheel, wheelhouse):
 
 
 @pytest.fixture
-def fresh_install(tmp_path, wheel, wheelhouse):
+def fresh_install(tmp_path, installed):
+    """A test's own copy of ``installed``: the same files, modes and links.
+    Nothing installed names the root it was laid out at (see
+    test_nothing_installed_under_a_root_names_it), so the copy is what
+    `install.sh --root` lays out at this one, in a fraction of the time."""
     root = tmp_path / "root"
-    install_offline(root, wheel, wheelhouse)
+    ok(run(["cp", "-a", installed, root]))
     return root
 
 
@@ -148,19 +153,19 @@ def fresh_install(tmp_path, wheel, wheelhouse):
 
 
 @needs_systemd_analyze
-def test_unit_passes_systemd_analyze_verify(installed):
+def test_unit_passes_systemd_analyze_verify(fresh_install):
     """verify resolves ExecStart= and the default dependencies under --root;
     the root gets this machine's targets and kill(1), the rest is the install."""
-    units = installed / "usr/lib/systemd/system"
+    units = fresh_install / "usr/lib/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
     for target in Path("/usr/lib/systemd/system").glob("*.target"):
         shutil.copy(target, units)
-    (installed / "usr/bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy(shutil.which("kill"), installed / "usr/bin/kill")
-    if not (installed / "bin").exists():
-        (installed / "bin").symlink_to("usr/bin")
+    (fresh_install / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(shutil.which("kill"), fresh_install / "usr/bin/kill")
+    if not (fresh_install / "bin").exists():
+        (fresh_install / "bin").symlink_to("usr/bin")
 
-    result = run(["systemd-analyze", "verify", f"--root={installed}", "edgesense.service"])
+    result = run(["systemd-analyze", "verify", f"--root={fresh_install}", "edgesense.service"])
 
     assert (result.returncode, result.stderr, result.stdout) == (0, "", "")
 
@@ -392,37 +397,31 @@ def test_default_config_is_the_packaged_example_with_service_paths(installed):
     assert [b for _, b in changed] == ['dir = "/var/log/edgesense"', 'state_file = "/var/lib/edgesense/state.json"']
 
 
-def test_install_keeps_an_existing_config(installed, wheel, wheelhouse, tmp_path):
-    original = (installed / CONFIG).read_text()
-    edited = original + "# edited by hand\n"
-    (installed / CONFIG).write_text(edited)
+def test_install_keeps_an_existing_config(fresh_install, wheel, wheelhouse, tmp_path):
+    edited = (fresh_install / CONFIG).read_text() + "# edited by hand\n"
+    (fresh_install / CONFIG).write_text(edited)
     other = tmp_path / "other.toml"
     other.write_text("[logging]\n")
-    try:
-        result = ok(install(installed, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", other))
 
-        assert (installed / CONFIG).read_text() == edited
-        assert "config: kept" in result.stdout
-    finally:
-        (installed / CONFIG).write_text(original)
+    result = ok(install(fresh_install, "--wheel", wheel, "--wheelhouse", wheelhouse, "--config", other))
+
+    assert (fresh_install / CONFIG).read_text() == edited
+    assert "config: kept" in result.stdout
 
 
-def test_replace_config_keeps_the_old_one_and_is_idempotent(installed, wheel, wheelhouse, tmp_path):
-    original = (installed / CONFIG).read_text()
+def test_replace_config_keeps_the_old_one_and_is_idempotent(fresh_install, wheel, wheelhouse, tmp_path):
+    original = (fresh_install / CONFIG).read_text()
     mine = tmp_path / "mine.toml"
     mine.write_text('[logging]\ndir = "here"\n\n[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 5.0\n')
     options = ["--wheel", wheel, "--wheelhouse", wheelhouse, "--config", mine, "--replace-config"]
-    try:
-        first = ok(install(installed, *options))
-        second = ok(install(installed, *options))
 
-        assert (installed / CONFIG).read_text() == mine.read_text().replace('"here"', '"/var/log/edgesense"')
-        assert (installed / CONFIG.with_suffix(".toml.old")).read_text() == original
-        assert f"config: replacing {installed / CONFIG}" in first.stdout
-        assert f"config: kept {installed / CONFIG} (the same as {mine})" in second.stdout
-    finally:
-        (installed / CONFIG).write_text(original)
-        (installed / CONFIG.with_suffix(".toml.old")).unlink(missing_ok=True)
+    first = ok(install(fresh_install, *options))
+    second = ok(install(fresh_install, *options))
+
+    assert (fresh_install / CONFIG).read_text() == mine.read_text().replace('"here"', '"/var/log/edgesense"')
+    assert (fresh_install / CONFIG.with_suffix(".toml.old")).read_text() == original
+    assert f"config: replacing {fresh_install / CONFIG}" in first.stdout
+    assert f"config: kept {fresh_install / CONFIG} (the same as {mine})" in second.stdout
 
 
 SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 5.0\n'

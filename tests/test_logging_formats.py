@@ -101,3 +101,19 @@ def test_record_start_parses_what_the_line_formatter_writes(level):
     assert (found["process"], found["logger"], found["level"]) == ("sensor:door", "sensors.gpio",
                                                                     logging.getLevelName(level))
     assert line[found.end():].lstrip() == "sensor=door value=1"
+
+
+def test_remembered_names_stay_escaped_and_unremembered_ones_are_escaped_too():
+    formatter = LineFormatter()
+    names = [f"sensors.n{number}\n\x1b[2J" for number in range(LineFormatter.NAMES_REMEMBERED + 5)]
+    for _ in range(2):
+        lines = [formatter.format(logging.makeLogRecord({"name": name, "msg": "m", "levelname": "INFO",
+                                                         "processName": "sensor:a b"})) for name in names]
+    assert [line.split(" ")[3] for line in lines] == [f"sensors.n{number}\\n\\x1b[2J" for number in range(len(names))]
+    assert all(line.split(" ")[2] == "sensor:a\\x20b" for line in lines)
+
+
+def test_a_name_that_is_not_text_is_written_as_its_escaped_text():
+    line = LineFormatter().format(logging.makeLogRecord({"name": "n", "msg": "m", "levelname": "INFO",
+                                                         "processName": ["a b", 1]}))
+    assert " ['a\\x20b',\\x201] n INFO " in line

@@ -121,7 +121,9 @@ LOG_FILE_NAMES = re.compile(r"^edgesense\.log(\.[0-9]+(\.gz)?)?$")
 
 
 def rotated_log_names(directory):
-    return sorted(name for name in os.listdir(directory) if name.startswith("edgesense.log."))
+    """The rotated files of the log (not an archive still being written)."""
+    return sorted(name for name in os.listdir(directory)
+                  if name.startswith("edgesense.log.") and LOG_FILE_NAMES.match(name))
 
 
 def logged_everywhere(directory, label):
