@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 
+from helpers import disk_bytes
 from logging_setup.directory import LogDirectory, gzip_file
 
 WAIT = 20.0
@@ -29,18 +30,6 @@ def write(live, lines):
     live.flush()
 
 
-def disk_bytes(path):
-    """Bytes of every regular file in ``path``, each inode counted once;
-    a file that goes while it is looked at no longer counts."""
-    seen = {}
-    for entry in os.scandir(path):
-        try:
-            if entry.is_file(follow_symlinks=False):
-                info = entry.stat(follow_symlinks=False)
-                seen[(info.st_dev, info.st_ino)] = info.st_size
-        except FileNotFoundError:
-            continue
-    return sum(seen.values())
 
 
 def file_lines(path):

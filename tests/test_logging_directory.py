@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from helpers import disk_bytes
 from logging_setup.directory import RESCAN_SECONDS, LogDirectory, gzip_file
 
 
@@ -41,14 +42,6 @@ def lines_oldest_first(directory, live_name):
     return lines
 
 
-def disk_bytes(path):
-    """Bytes of every regular file in ``path``, each inode counted once."""
-    seen = {}
-    for entry in os.scandir(path):
-        if entry.is_file(follow_symlinks=False):
-            info = entry.stat(follow_symlinks=False)
-            seen[(info.st_dev, info.st_ino)] = info.st_size
-    return sum(seen.values())
 
 
 def write(live, lines):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import wait_for
+from helpers import disk_bytes, wait_for
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
 from logging_setup.names import oldest_first
 
@@ -273,17 +273,6 @@ def test_listener_exits_when_its_parent_dies(mp_context, transport, settings):
     assert log_messages(settings) == [f"writer 1 record {n}" for n in range(5)]
 
 
-def disk_bytes(path):
-    """Bytes of every regular file in ``path``, each inode counted once."""
-    seen = {}
-    for entry in os.scandir(path):
-        try:
-            if entry.is_file(follow_symlinks=False):
-                info = entry.stat(follow_symlinks=False)
-                seen[(info.st_dev, info.st_ino)] = info.st_size
-        except FileNotFoundError:
-            pass
-    return sum(seen.values())
 
 
 def test_fifty_times_the_budget_never_overfills_the_directory(mp_context, transport, tmp_path):
