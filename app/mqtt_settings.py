@@ -3,9 +3,7 @@
 ``edgesense check`` says of it. Publishing is on when the table is there;
 without it nothing MQTT is imported."""
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 from app.config_schema import MqttSettings
@@ -72,12 +70,3 @@ def describe_mqtt(settings):
         f"    availability: {prefix}/availability (retained, and the last will)",
         f"    Home Assistant discovery: {discovery}",
     ]
-
-
-def missing_client_library(find_spec=importlib.util.find_spec):
-    """Why the publisher could not run here, or None: it needs paho-mqtt,
-    an optional extra that a plain ``pip install edgesense`` leaves out."""
-    if find_spec("paho") is not None:
-        return None
-    return (f"[mqtt] is set, but paho-mqtt is not installed for {sys.executable}, so the publisher "
-            f"cannot start; install it with: {sys.executable} -m pip install 'paho-mqtt>=2.0,<3'")

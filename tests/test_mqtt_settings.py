@@ -108,14 +108,3 @@ def test_nothing_imports_paho_until_a_publisher_connects():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr
-
-
-def test_check_says_how_to_install_the_client_when_paho_is_missing():
-    import sys
-
-    from app.mqtt_settings import missing_client_library
-
-    assert missing_client_library(lambda name: None) == (
-        f"[mqtt] is set, but paho-mqtt is not installed for {sys.executable}, so the publisher cannot start; "
-        f"install it with: {sys.executable} -m pip install 'paho-mqtt>=2.0,<3'")
-    assert missing_client_library(lambda name: object()) is None
