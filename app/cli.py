@@ -10,18 +10,20 @@ import argparse
 import functools
 import json
 import os
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 from app import demo
 from app.cli_environment import Environment
 from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_config, load_paths,
-                        paths_from_dict)
+                        paths_from_dict, read_toml)
 from app.exit_status import ExitStatus
-from app.logview import RecordFilter, show_logs
+from app.logview import RecordFilter, same_sensor_name, sensor_names, show_logs
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
                             with_latest_readings)
+from app.treelock import lock_path
 from sensors import pins, registry
+from sensors.problems import did_you_mean, render
 
 DEFAULT_INIT_PATH = "edgesense.toml"
 
@@ -36,6 +38,9 @@ def main(argv=None, env=None):
         args = parser.parse_args(argv)
     except _ParserExit as done:
         return done.status
+    if args.version:
+        print(f"edgesense {version()}", file=env.stdout)
+        return ExitStatus.OK
     if args.command is None:
         parser.print_help(env.stderr)
         return ExitStatus.USAGE
@@ -50,6 +55,14 @@ def main(argv=None, env=None):
     except BrokenPipeError:
         _silence(env.stdout)
         return ExitStatus.OK
+
+
+def version():
+    """The installed version of edgesense."""
+    try:
+        return metadata.version("edgesense")
+    except metadata.PackageNotFoundError:
+        return "(version unknown: run from a source tree that is not installed)"
 
 
 class _ParserExit(Exception):
@@ -94,6 +107,7 @@ def build_parser(env):
                "/etc/edgesense/config.toml; none found: `run` runs the built-in demo.",
     )
     parser.set_defaults(command=None)
+    parser.add_argument("--version", action="store_true", help="print the version of edgesense and exit")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND",
                                      parser_class=functools.partial(_Parser, env=env))
 
@@ -278,7 +292,7 @@ def cmd_status(args, env):
         print(error, file=env.stderr)
         return ExitStatus.FAILURE
     state = with_latest_readings(state, latest_readings(paths.log_dir))
-    lines, running = describe_state(state, now=env.clock())
+    lines, running = describe_state(state, now=env.clock(), lock_file=lock_path(paths.state_file))
     if args.json:
         env.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -291,12 +305,16 @@ def cmd_logs(args, env):
         print("edgesense: --level does not apply to --readings", file=env.stderr)
         return ExitStatus.USAGE
     directory = _service_paths(args, env).log_dir
-    if not directory.is_dir():
-        print(f"edgesense: no log folder at {directory} "
-              "(edgesense has not run with this config yet)", file=env.stderr)
-        return ExitStatus.FAILURE
     record_filter = RecordFilter(sensor=args.sensor, level=args.level, readings=args.readings)
     try:
+        unknown = args.sensor is not None and _unknown_sensor(args, env, directory, record_filter)
+        if unknown:
+            print(unknown, file=env.stderr)
+            return ExitStatus.USAGE
+        if not directory.is_dir():
+            print(f"edgesense: no log folder at {directory} "
+                  "(edgesense has not run with this config yet)", file=env.stderr)
+            return ExitStatus.FAILURE
         show_logs(directory, count=args.lines, record_filter=record_filter,
                   follow=args.follow, out=env.stdout)
     except OSError as error:
@@ -306,6 +324,32 @@ def cmd_logs(args, env):
               file=env.stderr)
         return ExitStatus.FAILURE
     return ExitStatus.OK
+
+
+def _unknown_sensor(args, env, directory, record_filter):
+    """The one-line error when --sensor names no sensor of the config and
+    none of the log (ignoring case), with a did-you-mean; else None."""
+    path = _config_path(args, env)
+    configured = _configured_sensor_names(path, env)
+    if any(same_sensor_name(name, args.sensor) for name in configured):
+        return None
+    logged = sensor_names(directory, record_filter) if directory.is_dir() else set()
+    if any(same_sensor_name(name, args.sensor) for name in logged):
+        return None
+    where = f"the {demo.SOURCE}" if path is None else path
+    return (f"edgesense: no sensor named {render(args.sensor)} in {where} or in its log"
+            + did_you_mean(args.sensor, sorted({*configured, *logged})))
+
+
+def _configured_sensor_names(path, env):
+    """The names of the [[sensor]] sections of the config at ``path`` (the
+    demo's when None), read without validating the rest."""
+    data = demo.demo_settings() if path is None else read_toml(path, cwd=env.cwd)
+    sections = data.get("sensor")
+    if not isinstance(sections, list):
+        return []
+    return [section["name"] for section in sections
+            if isinstance(section, dict) and isinstance(section.get("name"), str)]
 
 
 def _silence(stdout):

@@ -22,39 +22,67 @@ from logging_setup.names import LOG_FILE_NAME, READINGS_FILE_NAME, parse_rotated
 FOLLOW_POLL_SECONDS = 0.25
 
 
+SENSOR_PROCESS_PREFIX = "sensor:"
+
+
 @dataclass(frozen=True)
 class RecordFilter:
     """Which records to show: those of one sensor (its process is
-    ``sensor:<name>``), and those at ``level`` or above."""
+    ``sensor:<name>``; names match ignoring case, as the config's rule of
+    unique names does), and those at ``level`` or above."""
 
     sensor: str | None = None
     level: str | None = None
     readings: bool = False
 
+    @property
+    def base(self):
+        """The name of the files this filter reads."""
+        return READINGS_FILE_NAME if self.readings else LOG_FILE_NAME
+
     def matches(self, first_line):
         """Whether the record starting with ``first_line`` is shown."""
-        if self.readings:
-            return self._matches_reading(first_line)
-        if self.sensor is None and self.level is None:
+        if self.sensor is not None and not same_sensor_name(self.sensor_of(first_line), self.sensor):
+            return False
+        if self.readings or self.level is None:
             return True
         found = RECORD_START.match(first_line)
-        if not found:
-            return False
-        if self.sensor is not None and found["process"] != f"sensor:{self.sensor}":
-            return False
-        return self.level is None or _level_number(found["level"]) >= _level_number(self.level)
+        return found is not None and _level_number(found["level"]) >= _level_number(self.level)
 
-    def _matches_reading(self, line):
-        if self.sensor is None:
-            return True
-        try:
-            reading = json.loads(line)
-        except ValueError:
-            return False
-        return isinstance(reading, dict) and reading.get("sensor") == self.sensor
+    def sensor_of(self, first_line):
+        """The name of the sensor whose record (or reading) starts with
+        ``first_line``, or None."""
+        if self.readings:
+            try:
+                reading = json.loads(first_line)
+            except ValueError:
+                return None
+            name = reading.get("sensor") if isinstance(reading, dict) else None
+            return name if isinstance(name, str) else None
+        found = RECORD_START.match(first_line)
+        if found and found["process"].startswith(SENSOR_PROCESS_PREFIX):
+            return found["process"].removeprefix(SENSOR_PROCESS_PREFIX)
+        return None
 
     def starts_record(self, line):
         return self.readings or RECORD_START.match(line) is not None
+
+
+def same_sensor_name(name, other):
+    """Whether two sensor names are one name (ignoring case); None is no name."""
+    return name is not None and other is not None and name.casefold() == other.casefold()
+
+
+def sensor_names(directory, record_filter):
+    """The names of the sensors with records in the files ``record_filter``
+    reads (the log, or the readings), as they are written there."""
+    names = set()
+    for path in log_files(directory, record_filter.base):
+        for line in read_lines(path):
+            name = record_filter.sensor_of(line)
+            if name is not None:
+                names.add(name)
+    return names
 
 
 def _level_number(name):
@@ -173,7 +201,7 @@ class Follower:
 def show_logs(directory, *, count, record_filter, follow, out, sleep=time.sleep):
     """Print the last ``count`` matching records, then (``follow``) every new
     matching record until interrupted."""
-    base = READINGS_FILE_NAME if record_filter.readings else LOG_FILE_NAME
+    base = record_filter.base
     follower = Follower(Path(directory) / base)
     live_lines = None
     if follow and follower.open():

@@ -4,15 +4,18 @@ The state file (written atomically by the supervisor on every change)::
 
     {"supervisor": {"pid": 812, "started": 1764078000.0, "state": "running",
                     "updated": 1764078012.0},
-     "listener": {"pid": 815, "restarts": 0},
+     "listener": {"pid": 815, "state": "running", "restarts": 0,
+                  "last_exit": null, "next_retry": null},
      "sensors": [{"name": "door", "type": "button", "pid": 820,
                   "state": "running", "restarts": 0, "last_exit": null,
                   "last_reading": {"value": 1.0, "ts": 1764078010.5},
                   "next_retry": null}]}
 
-Timestamps are epoch seconds. The supervisor's optional ``state`` is
-"stopped" once it has stopped cleanly; its optional ``updated`` is when the
-file was written.
+Timestamps are epoch seconds. The supervisor's optional ``state`` is its
+phase (starting, running, stopping, and "stopped" once it has stopped
+cleanly); its optional ``updated`` is when the file was written. The
+listener's optional ``state``, ``last_exit`` and ``next_retry`` are in the
+same words as a sensor's.
 """
 
 import datetime
@@ -21,12 +24,17 @@ import os
 import time
 from pathlib import Path
 
+from app.states import SupervisorPhase
+from app.treelock import lock_held
 from logging_setup.names import READINGS_FILE_NAME
 
 READINGS_TAIL_BYTES = 16384
 """How much of the end of readings.jsonl ``status`` reads: the last reading
 of every sensor of a node is in it, and the file is never read whole."""
 
+
+PHASES = tuple(phase.value for phase in SupervisorPhase if phase is not SupervisorPhase.STOPPED)
+"""The supervisor's ``state`` words while it runs."""
 
 PID_MAX_LIMIT = 1 << 22
 """Linux's highest possible process id (``/proc/sys/kernel/pid_max`` is at most this)."""
@@ -65,8 +73,9 @@ def _is_pid(value):
 
 
 def process_alive(pid):
-    """Whether ``pid`` is a live process. (A pid reused after a reboot would
-    look alive; comparing start times instead is wrong on a board without a
+    """Whether ``pid`` is a live process: the fallback for a state file
+    without a lock file beside it. (A pid reused after a reboot would look
+    alive; comparing start times instead is wrong on a board without a
     real-time clock, whose wall clock jumps when NTP syncs.)"""
     if not _is_pid(pid):
         return False
@@ -130,26 +139,39 @@ def with_latest_readings(state, readings):
     return dict(state, sensors=sensors)
 
 
-def describe_state(state, now=None):
-    """The state as lines for a person, and whether edgesense is running."""
+def describe_state(state, now=None, lock_file=None):
+    """The state as lines for a person, and whether edgesense is running:
+    whether a supervisor holds ``lock_file`` (``app/treelock.py``), or,
+    without a lock file, whether the state's supervisor pid is alive."""
     now = time.time() if now is None else now
     supervisor = state["supervisor"]
     listener = state.get("listener") or {}
-    stopped = supervisor.get("state") == "stopped"  # the supervisor's last write on its way out
-    running = not stopped and process_alive(supervisor.get("pid"))
+    held = lock_held(lock_file) if lock_file is not None else None
+    stopped = supervisor.get("state") == "stopped" and not held  # the supervisor's last write on its way out
+    running = not stopped and (held if held is not None else process_alive(supervisor.get("pid")))
     started = supervisor.get("started")
     if stopped:
         head = "edgesense is not running (it stopped); last known state:"
     elif running:
-        head = (f"edgesense is running: supervisor pid {supervisor.get('pid')}, "
+        phase = supervisor.get("state")
+        head = (f"edgesense is {phase if phase in PHASES else 'running'}: "
+                f"supervisor pid {supervisor.get('pid')}, "
                 f"up {_duration(now - started) if _is_number(started) else '?'}; "
-                f"log listener pid {listener.get('pid', '?')}, "
+                f"log listener {_listener(listener)}, "
                 f"restarted {listener.get('restarts', 0)} times"
                 + _written_ago(supervisor.get("updated"), now))
     else:
         head = (f"edgesense is not running (supervisor pid {supervisor.get('pid')} is gone); "
                 "last known state:")
     return [head] + _sensor_table(state.get("sensors") or [], now), running
+
+
+def _listener(listener):
+    """``pid 815 (running)``, or ``backoff, no pid``: the same words as a sensor's state."""
+    pid, state = listener.get("pid", "?"), listener.get("state")
+    if state is None:
+        return f"pid {pid}"
+    return f"pid {pid} ({state})" if pid is not None else f"{state}, no pid"
 
 
 def _written_ago(updated, now):

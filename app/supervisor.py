@@ -1,13 +1,19 @@
-"""The supervisor: starts the tree in order, keeps every sensor running,
+"""The supervisor: starts the tree in order, keeps every child running,
 and stops the tree without losing a log line.
 
     edgesense run                  supervisor (MainProcess)
      ├─ log-listener               owns every output handler
      └─ sensor:<name>   × N        one per [[sensor]]
 
-Signal handlers only record the signal; the main loop acts on it. The loop
+Every child is a ``ManagedChild`` (``app/process.py``) with its own
+``RestartPolicy``; a new kind of child is a policy and a launch function
+added to ``Supervisor._children``.
+
+Signal handlers only record the signal; the one loop acts on it. The loop
 blocks on the children's sentinels, a signal wake-up socket and the next
-timer, so an idle tree does not wake on a fixed short period.
+timer, so an idle tree does not wake on a fixed short period, and it never
+waits on one child: stopping is a state with a deadline that the loop
+advances like every other timer.
 """
 
 import contextlib
@@ -22,12 +28,16 @@ import sys
 import time
 from multiprocessing import connection, forkserver, resource_tracker
 
+from app.child_entry import ChildEntry
 from app.config import ConfigError, load_config
+from app.exit_status import ExitStatus
 from app.heartbeat import Heartbeat
 from app.notify import Notifier
-from app.process import ALIVE, ManagedSensor, describe_exit
+from app.process import Launched, ManagedChild, ManagedSensor, RestartPolicy, sensor_launched, sensor_policy
+from app.proctitle import name_process
 from app.statefile import write_state
-from app.states import SensorState
+from app.states import ALIVE, SUPERVISOR_TRANSITIONS, WAITING, ChildState, SupervisorPhase
+from app.treelock import AlreadyRunning, TreeLock, TreeLockError, lock_path
 from app.worker import run_worker, sending_level
 from logging_setup import LogTransport, configure_process, run_listener
 from logging_setup.signals import TREE_SIGNALS
@@ -37,28 +47,33 @@ logger = logging.getLogger(__name__)
 
 
 FORKSERVER_PRELOAD = [
+    "app.child_entry",
     "app.worker",
     *sorted({path.partition(":")[0] for path in registry.BUILTIN_TYPES.values()}),
     "importlib.metadata",
     "multiprocessing.sharedctypes",
 ]
 """Imported once by the fork server so that workers share those pages:
-the worker, every built-in sensor module (gpiozero with them), what
-gpiozero uses to find its pin factories, and what the heartbeat's shared
-memory needs. Importing gpiozero is fine; creating a pin factory there is
+every child's entry (setproctitle with it), the worker, every built-in
+sensor module (gpiozero with them), what gpiozero uses to find its pin
+factories, and what the heartbeat's shared memory needs. Importing gpiozero is fine; creating a pin factory there is
 not (lgpio would start a thread and open a FIFO that every forked worker
 then finds busy)."""
 
 LISTENER_DRAIN_TIMEOUT = 10.0
 """Seconds the listener may take to write what was sent before its stop."""
 
-REAP_TIMEOUT = 2.0
-"""Seconds to wait for a child whose sentinel is ready to be reaped: the
-sentinel fires when the child closes its end, a moment before it exits."""
-
 LISTENER_QUICK_DEATH = 1.0
 """A listener that dies sooner than this after its start is restarted
 after a growing delay instead of at once."""
+
+LISTENER_FIRST_DELAY = 0.5
+"""Seconds before the restart of a listener that died quickly, doubling
+after each further quick death."""
+
+LISTENER_MAX_QUICK_DEATHS = 5
+"""Quick deaths in a row after which the listener cannot start: the tree
+stops with exit status 1 and systemd's own limits take over."""
 
 STATE_REFRESH = 15.0
 """Seconds between state-file refreshes of the sensors' last readings."""
@@ -106,37 +121,92 @@ def kill_cut_off_child(process):
     return True
 
 
+def listener_policy(settings):
+    """The listener's policy: at once after a run of LISTENER_QUICK_DEATH
+    seconds, after a growing delay after a quicker death, and never again
+    after LISTENER_MAX_QUICK_DEATHS quick deaths in a row."""
+    return RestartPolicy(
+        backoff_initial=min(LISTENER_FIRST_DELAY, settings.backoff_max), backoff_max=settings.backoff_max,
+        stable_after=LISTENER_QUICK_DEATH, stop_timeout=LISTENER_DRAIN_TIMEOUT,
+        at_once_after_stable=True, max_quick_exits=LISTENER_MAX_QUICK_DEATHS,
+    )
+
+
+class ProcessLauncher:
+    """Starts the tree's processes from one multiprocessing context, each
+    with TREE_SIGNALS blocked while it starts. Tests pass an object with the
+    same three methods that starts no process."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def start(self, target, name, args=(), kwargs=None):
+        process = self.ctx.Process(target=target, name=name, args=args, kwargs=kwargs or {}, daemon=True)
+        with tree_signals_blocked():
+            process.start()
+        return process
+
+    def pipe(self):
+        """``(receiver, sender)`` of a one-way pipe."""
+        return self.ctx.Pipe(duplex=False)
+
+    def heartbeat(self, previous=None):
+        return Heartbeat.create(self.ctx, previous=previous)
+
+
 def run_service(config):
-    """Run the tree until SIGTERM or SIGINT; return the exit status (0)."""
-    return Supervisor(config).run()
+    """Run the tree until SIGTERM or SIGINT; return the exit status: 0, 1
+    when a child cannot start, 2 when a tree already runs with this config
+    (then nothing is written)."""
+    lock = TreeLock(lock_path(config.supervisor.state_file))
+    try:
+        lock.acquire()
+    except AlreadyRunning as held:
+        print(held.describe(config.path or "the built-in demo"), file=sys.stderr, flush=True)
+        return ExitStatus.USAGE
+    except TreeLockError as error:
+        print(f"edgesense: {error}", file=sys.stderr, flush=True)
+        return ExitStatus.FAILURE
+    name_process("supervisor", "edgesense")
+    try:
+        return Supervisor(config).run()
+    finally:
+        lock.release()
 
 
 class Supervisor:
     """The main process of ``edgesense run``: owns the log socket, the
-    listener and one ManagedSensor per sensor, and the only loop that acts
-    on signals. ``environ`` and ``now`` are passed in so that tests can give
-    it a fake systemd and a fake clock."""
+    children (the listener and one ManagedSensor per sensor), and the only
+    loop that acts on signals. ``environ``, ``now`` and ``launcher`` are
+    passed in so that tests can give it a fake systemd, a fake clock and
+    processes that are not started; ``configure_logging`` sends the
+    supervisor's own records to the listener (tests keep their own)."""
 
-    def __init__(self, config, environ=os.environ, now=time.monotonic):
+    def __init__(self, config, environ=os.environ, now=time.monotonic, launcher=None,
+                 configure_logging=configure_process):
         self.config = config
         self._now = now
+        self._configure_logging = configure_logging
         self.ctx = multiprocessing.get_context(config.supervisor.start_method)
         if config.supervisor.start_method == "forkserver":
             self.ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+        self.launcher = launcher or ProcessLauncher(self.ctx)
         self.notifier = Notifier(environ)
-        self.sensors = {s.name: ManagedSensor(s, config.supervisor, now) for s in config.sensors}
         self.transport = None
-        self.listener = None
-        self.listener_restarts = 0
-        self.listener_started_at = None
-        self.listener_delay = 0.0
-        self.listener_next_start = None
-        self.listener_changed = True
-        self.listener_last_exit = None
+        self.listener = ManagedChild("log listener", listener_policy(config.supervisor),
+                                     self._launch_listener, now)
+        self.sensors = {s.name: self._new_sensor(s) for s in config.sensors}
+        self.retiring = []
+        """Sensors removed or replaced by a reload, until they have stopped."""
+        self.pending = []
+        """New sensors of a reload, waiting for what they need to stop."""
         self.logging_fallback = None
         self.listener_reverted = False
         self.started_wall = time.time()
-        self.phase = "starting"
+        self.phase = SupervisorPhase.STARTING
+        self.phase_changed = True
+        self.exit_status = 0
+        self.stopped_logged = False
         self.pending_signals = []
         self.stop_signal = None
         self.next_watchdog = None
@@ -145,61 +215,102 @@ class Supervisor:
         self.state_file_failing = False
         self._wakeup = None
 
+    def _children(self):
+        """Every supervised child, the listener first."""
+        return [self.listener, *self.sensors.values(), *self.retiring]
+
+    def _set_phase(self, phase):
+        assert (self.phase, phase) in SUPERVISOR_TRANSITIONS, (self.phase, phase)
+        self.phase = phase
+        self.phase_changed = True
+
     # -- the life of the tree -------------------------------------------
 
     def run(self):
         self._start_fork_server()
         self._install_signal_handlers()
         try:
-            self._start()
+            self.start()
             self._loop()
-            self._stop()
         finally:
             self._kill_leftovers()
             self._restore_signal_handlers()
             self.notifier.close()
             if self.transport is not None:
                 self.transport.close()
-        return 0
+        return self.exit_status
 
-    def _start(self):
+    def start(self):
+        """Create the log socket, start the listener, then every sensor."""
         self.transport = LogTransport.create()
-        self._start_listener()
-        configure_process(self.transport.sender, self.config.logging.level)
+        self._start_child(self.listener)
+        self._configure_logging(self.transport.sender, self.config.logging.level)
         logger.info(
             "edgesense starting: %d sensor(s), start method %s, logs in %s",
             len(self.sensors), self.config.supervisor.start_method, self.config.logging.dir,
         )
         for managed in self.sensors.values():
-            self._start_worker(managed)
-        self.phase = "running"
+            self._start_child(managed)
+        # STARTING -> RUNNING
+        self._set_phase(SupervisorPhase.RUNNING)
         self.notifier.ready()
         if self.notifier.watchdog_interval:
             self.next_watchdog = self._now()
         self._publish(force=True)
 
     def _loop(self):
-        while True:
+        while self.phase is not SupervisorPhase.STOPPED:
             self._handle_signals()
-            if self.stop_signal is not None:
-                return
             ready = connection.wait(self._waitables(), self._timeout())
             if self._wakeup[0] in ready:
                 self._drain_wakeup()
-            self._reap()
-            self._run_timers()
-            self._publish()
+            self.advance()
 
-    def _stop(self):
-        self.phase = "stopping"
+    def advance(self):
+        """One turn of the loop after its wait: reap the children that
+        ended, act on every timer that is due, move the stop on, publish."""
+        self._reap()
+        self._run_timers()
+        self.retiring = [m for m in self.retiring if m.state is not ChildState.STOPPED]
+        if self.phase is SupervisorPhase.RUNNING:
+            self._start_unblocked()
+        elif self.phase is SupervisorPhase.STOPPING:
+            self._advance_stop()
+        self._publish()
+
+    def begin_stop(self, reason, exit_status=0):
+        """RUNNING -> STOPPING: ask every sensor to stop; the listener
+        stops after them (``_advance_stop``)."""
+        if self.phase is not SupervisorPhase.RUNNING:
+            return
+        self.exit_status = exit_status
+        # RUNNING -> STOPPING
+        self._set_phase(SupervisorPhase.STOPPING)
         self.notifier.stopping()
-        logger.info("stopping on %s", signal.Signals(self.stop_signal).name)
+        logger.info("%s", reason)
+        self.pending.clear()
+        for managed in [*self.sensors.values(), *self.retiring]:
+            managed.request_stop()
         self._publish(force=True)
-        self._stop_workers(list(self.sensors.values()))
-        self.phase = "stopped"
-        logger.info("edgesense stopped")
-        self._stop_listener()
-        self._publish(force=True)
+
+    def _advance_stop(self):
+        """Once every sensor has stopped: the supervisor's last line, then
+        the listener's drain (with its deadline), then STOPPED."""
+        if any(m.state is not ChildState.STOPPED for m in [*self.sensors.values(), *self.retiring]):
+            return
+        if not self.stopped_logged:
+            if self.listener.state is ChildState.STOPPING:
+                return  # stopping for new [logging] settings: the last lines need the next one
+            self.stopped_logged = True
+            logger.info("edgesense stopped")
+            if self.listener.state in (ChildState.STOPPED, *WAITING) and not self.listener.gave_up:
+                self._start_child(self.listener)
+            if not self.listener.gave_up:
+                self.listener.request_stop()
+        if self.listener.state is ChildState.STOPPED or self.listener.gave_up:
+            # STOPPING -> STOPPED
+            self._set_phase(SupervisorPhase.STOPPED)
+            self._publish(force=True)
 
     def _start_fork_server(self):
         """Start the fork server with TREE_SIGNALS ignored: it keeps them
@@ -254,142 +365,152 @@ class Supervisor:
             if signum in STOP_SIGNALS:
                 if self.stop_signal is None:
                     self.stop_signal = signum
-            elif signum == signal.SIGHUP and self.stop_signal is None:
+                    self.begin_stop(f"stopping on {signal.Signals(signum).name}")
+            elif signum == signal.SIGHUP and self.phase is SupervisorPhase.RUNNING:
                 self._reload()
 
-    # -- workers ----------------------------------------------------------
+    # -- children ---------------------------------------------------------
 
-    def _start_worker(self, managed):
-        heartbeat = Heartbeat.create(self.ctx, previous=managed.heartbeat)
-        stop_receiver, stop_sender = self.ctx.Pipe(duplex=False)
-        process = self.ctx.Process(
-            target=run_worker,
-            name=f"sensor:{managed.name}",
-            args=(managed.sensor,),
-            kwargs=dict(
-                pin_factory=self.config.gpio.pin_factory,
-                sender=self.transport.sender,
-                stop=stop_receiver,
-                heartbeat=heartbeat,
-                log_level=self.config.logging.level,
-            ),
-            daemon=True,
-        )
-        restarting = managed.state in (SensorState.BACKOFF, SensorState.FAILED)
+    def _new_sensor(self, sensor):
+        managed = ManagedSensor(sensor, self.config.supervisor, self._now,
+                                launch=lambda: self._launch_worker(managed))
+        return managed
+
+    def _launch_worker(self, managed):
+        """A new process for ``managed``; its heartbeat remembers how the
+        last one failed to build, so the same failure again is one line."""
+        sensor = managed.sensor
+        heartbeat = self.launcher.heartbeat(previous=managed.heartbeat)
+        stop_receiver, stop_sender = self.launcher.pipe()
         try:
-            with tree_signals_blocked():
-                process.start()
-        except OSError as error:
-            stop_receiver.close()
+            process = self.launcher.start(
+                ChildEntry(f"sensor {sensor.name}", f"es:{sensor.name}", run_worker), f"sensor:{sensor.name}",
+                args=(sensor,),
+                kwargs=dict(pin_factory=self.config.gpio.pin_factory, sender=self.transport.sender,
+                            stop=stop_receiver, heartbeat=heartbeat, log_level=self.config.logging.level),
+            )
+        except BaseException:
             stop_sender.close()
-            logger.error("sensor %s: cannot start its process: %s", managed.name, error)
-            managed.start_failed()
+            raise
+        finally:
+            stop_receiver.close()
+        return sensor_launched(process, heartbeat, stop_sender)
+
+    def _launch_listener(self):
+        process = self.launcher.start(ChildEntry("log-listener", "es:log-listener", run_listener), "log-listener",
+                                      args=(self.transport.receiver, self.config.logging))
+        return Launched(process, ask_to_stop=self.transport.sender.send_stop)
+
+    def _start_child(self, child):
+        """Start a child's process and say so."""
+        restarting = child.state in WAITING
+        if not child.start():
+            self._report_start_failure(child)
             return
-        stop_receiver.close()
-        managed.attach(process, heartbeat, stop_sender)
-        if restarting:
-            logger.info("sensor %s: restarted as pid %d (restart %d)", managed.name, process.pid, managed.restarts)
+        child.check_started()
+        if child is self.listener:
+            if restarting:
+                self._listener_restarted()
+        elif restarting:
+            logger.info("%s: restarted as pid %d (restart %d)", child.title, child.pid, child.restarts)
         else:
-            logger.info("sensor %s: started as pid %d", managed.name, process.pid)
+            logger.info("%s: started as pid %d", child.title, child.pid)
+
+    def _report_start_failure(self, child):
+        message = f"{child.title}: cannot start its process: {child.last_exit}"
+        if child is self.listener:
+            print(f"edgesense: {message}", file=sys.stderr, flush=True)
+        else:
+            logger.error("%s", message)
 
     def _reap(self):
-        if self.listener is not None and not self.listener.is_alive():
-            self._listener_died()
-        for managed in self.sensors.values():
-            if managed.state in ALIVE and not managed.process.is_alive():
-                if kill_cut_off_child(managed.process):
-                    managed.cut_off()
-                    logger.error("sensor %s: the fork server died; pid %d was cut off, killed, and starts again",
-                                 managed.name, managed.pid)
-                    continue
-                managed.exited()
-                self._log_exit(managed)
+        for child in self._children():
+            if child.sentinel is None or child.process.is_alive():
+                continue
+            cut_off = kill_cut_off_child(child.process)
+            if child.state is ChildState.STOPPING:
+                child.stopped()
+            elif cut_off:
+                child.cut_off()
+                self._report_cut_off(child)
+            else:
+                child.exited()
+                self._report_exit(child)
 
-    def _log_exit(self, managed):
-        if managed.state is SensorState.FAILED:
+    def _report_cut_off(self, child):
+        if child is self.listener:
+            self._listener_ended()
+        else:
+            logger.error("%s: the fork server died; pid %d was cut off, killed, and starts again",
+                         child.title, child.last_pid)
+
+    def _report_exit(self, child):
+        if child is self.listener:
+            self._listener_ended()
+        elif child.gave_up:
+            self._give_up(child)
+        elif child.state is ChildState.FAILED:
             logger.error(
-                "sensor %s: ended with %s; more than %d restarts in %.0f s, marked failed, retry in %.0f s",
-                managed.name, managed.last_exit, managed.policy.max_restarts,
-                managed.policy.restart_window, managed.policy.failed_cooldown,
+                "%s: ended with %s; more than %d restarts in %.0f s, marked failed, retry in %.0f s",
+                child.title, child.last_exit, child.policy.max_restarts,
+                child.policy.restart_window, child.policy.failed_cooldown,
             )
         else:
-            logger.error(
-                "sensor %s: ended with %s; restart in %.1f s",
-                managed.name, managed.last_exit, managed.next_start - self._now(),
-            )
+            logger.error("%s: ended with %s; restart in %.1f s",
+                         child.title, child.last_exit, child.next_start - self._now())
 
-    def _stop_workers(self, managed_sensors, then=lambda managed: None):
-        """Ask each to stop, wait up to stop_timeout, then kill what is left;
-        ``then(managed)`` runs as soon as each one has stopped."""
-        for managed in managed_sensors:
-            managed.request_stop()
-        for managed in managed_sensors:
-            if managed.state is SensorState.STOPPED:
-                then(managed)
-        stopping = [m for m in managed_sensors if m.state is SensorState.STOPPING]
-        deadline = self._now() + self.config.supervisor.stop_timeout
-        while stopping:
-            remaining = deadline - self._now()
-            if remaining <= 0:
-                break
-            ready = self._wait_feeding_watchdog([m.process.sentinel for m in stopping], remaining)
-            for managed in [m for m in stopping if m.process.sentinel in ready]:
-                managed.process.join(REAP_TIMEOUT)
-                if not managed.process.is_alive():
-                    managed.stopped()
-                    stopping.remove(managed)
-                    then(managed)
-        for managed in stopping:
-            logger.warning(
-                "sensor %s: did not stop within %.1f s; killing pid %d",
-                managed.name, self.config.supervisor.stop_timeout, managed.pid,
-            )
-            managed.kill()
-            managed.stopped()
-            then(managed)
+    def _give_up(self, child):
+        """A child that cannot start stops the tree with exit status 1."""
+        policy = child.policy
+        message = (f"{child.title} cannot start: it ended within {policy.stable_after:g} s of its "
+                   f"start {policy.max_quick_exits} times in a row (last: {child.last_exit}); "
+                   "edgesense stops with exit status 1")
+        if child is self.listener or not self.config.logging.console:
+            print(f"edgesense: {message}", file=sys.stderr, flush=True)
+        logger.critical("%s", message)
+        self.begin_stop(f"stopping: {child.title} cannot start", exit_status=ExitStatus.FAILURE)
+
+    def _run_timers(self):
+        self._feed_watchdog()
+        for child in self._children():
+            if child.state in ALIVE:
+                child.check_started()
+                if isinstance(child, ManagedSensor):
+                    child.check_hung()
+            elif child.stop_overdue():
+                self._kill_overdue(child)
+            elif child.start_due():
+                self._start_child(child)
+        if self.listener.state is ChildState.STOPPED and not self.stopped_logged:
+            self._start_child(self.listener)  # stopped for new [logging] settings
+
+    def _kill_overdue(self, child):
+        if child is self.listener:
+            print(f"edgesense: log listener did not finish within {child.policy.stop_timeout:.0f} s; killing it",
+                  file=sys.stderr, flush=True)
+        else:
+            logger.warning("%s: did not stop within %.1f s; killing pid %d",
+                           child.title, child.policy.stop_timeout, child.pid)
+        child.kill_at_deadline()
 
     # -- the listener -----------------------------------------------------
 
-    def _start_listener(self):
-        self.listener = self.ctx.Process(
-            target=run_listener,
-            name="log-listener",
-            args=(self.transport.receiver, self.config.logging),
-            daemon=True,
-        )
-        with tree_signals_blocked():
-            self.listener.start()
-        self.listener_started_at = self._now()
-        self.listener_next_start = None
-        self.listener_changed = True
-
-    def _listener_died(self):
-        self.listener.join()
-        pid = self.listener.pid
-        if kill_cut_off_child(self.listener):
-            how = "a cut-off (the fork server died)"
-        else:
-            how = describe_exit(self.listener.exitcode)
-        self.listener_last_exit = (pid, how)
-        self.listener = None
-        self.listener_restarts += 1
-        self.listener_changed = True
-        quick = self._now() - self.listener_started_at < LISTENER_QUICK_DEATH
-        if quick and self.logging_fallback is not None:
+    def _listener_ended(self):
+        """The listener cannot log its own death: say it on stderr, and in
+        the log once a new listener runs."""
+        listener = self.listener
+        if listener.last_run_quick and self.logging_fallback is not None:
             self._fall_back_to_previous_logging()
-        elif quick:
-            self.listener_delay = min(max(2 * self.listener_delay, 0.5), self.config.supervisor.backoff_max)
-        else:
-            self.listener_delay = 0.0
+        elif not listener.last_run_quick:
             self.logging_fallback = None
+        if listener.gave_up:
+            self._give_up(listener)
+            return
         print(
-            f"edgesense: log listener (pid {pid}) ended with {how}; "
-            f"restarting it on the same socket in {self.listener_delay:.1f} s",
+            f"edgesense: log listener (pid {listener.last_pid}) {_how_it_ended(listener)}; "
+            f"restarting it on the same socket in {max(0.0, listener.next_start - self._now()):.1f} s",
             file=sys.stderr, flush=True,
         )
-        self.listener_next_start = self._now() + self.listener_delay
-        if self.listener_delay == 0:
-            self._restart_listener()
 
     def _fall_back_to_previous_logging(self):
         """A listener that dies at once after a reload changed [logging]
@@ -400,53 +521,35 @@ class Supervisor:
         )
         self.config = dataclasses.replace(self.config, logging=self.logging_fallback)
         self.logging_fallback = None
-        self.listener_delay = 0.0
+        self.listener.restart_at_once()
         self.listener_reverted = True
 
-    def _restart_listener(self):
-        pid, how = self.listener_last_exit
-        self._start_listener()
-        logger.warning(
-            "log listener (pid %d) ended with %s; restarted as pid %d (restart %d)",
-            pid, how, self.listener.pid, self.listener_restarts,
-        )
+    def _listener_restarted(self):
+        listener = self.listener
+        logger.warning("log listener (pid %d) %s; restarted as pid %d (restart %d)",
+                       listener.last_pid, _how_it_ended(listener), listener.pid, listener.restarts)
         if self.listener_reverted:
             logger.error("the reloaded [logging] settings do not work; the previous ones are back in force")
             self.listener_reverted = False
 
-    def _stop_listener(self):
-        """Send the stop sentinel after everything else, and wait while the
-        listener writes what was sent before it."""
-        if self.listener is None or not self.listener.is_alive():
-            self._start_listener()
-        self.transport.sender.send_stop()
-        if self._wait_feeding_watchdog([self.listener.sentinel], LISTENER_DRAIN_TIMEOUT):
-            self.listener.join(REAP_TIMEOUT)
-        if self.listener.is_alive():
-            print(
-                f"edgesense: log listener did not finish within {LISTENER_DRAIN_TIMEOUT:.0f} s; killing it",
-                file=sys.stderr, flush=True,
-            )
-            self.listener.kill()
-        self.listener.join()
-        self.listener = None
-        self.listener_changed = True
+    def _switch_logging(self, previous):
+        """A new listener for new [logging] settings, started as soon as the
+        running one has written what was sent to it; the previous settings
+        come back if it cannot even start with them."""
+        self.logging_fallback = previous
+        self._configure_logging(self.transport.sender, self.config.logging.level)
+        self.listener.request_stop()
 
     # -- timers -----------------------------------------------------------
 
     def _waitables(self):
-        waitables = [self._wakeup[0]]
-        if self.listener is not None:
-            waitables.append(self.listener.sentinel)
-        waitables.extend(m.sentinel for m in self.sensors.values() if m.state in ALIVE)
-        return waitables
+        return [self._wakeup[0], *(c.sentinel for c in self._children() if c.sentinel is not None)]
 
     def _deadlines(self):
-        yield self.listener_next_start
         yield self.next_watchdog
         yield self.next_refresh
-        for managed in self.sensors.values():
-            yield managed.next_deadline()
+        for child in self._children():
+            yield child.next_deadline()
 
     def _timeout(self):
         deadlines = [d for d in self._deadlines() if d is not None]
@@ -454,38 +557,11 @@ class Supervisor:
             return None
         return max(0.0, min(deadlines) - self._now())
 
-    def _run_timers(self):
-        now = self._now()
-        if self.listener_next_start is not None and now >= self.listener_next_start and self.listener is None:
-            self._restart_listener()
-        self._feed_watchdog()
-        for managed in self.sensors.values():
-            if managed.state in (SensorState.BACKOFF, SensorState.FAILED) and now >= managed.next_start:
-                self._start_worker(managed)
-            elif managed.state in ALIVE:
-                managed.check_started()
-                managed.check_hung()
-
     def _feed_watchdog(self):
         now = self._now()
         if self.next_watchdog is not None and now >= self.next_watchdog:
             self.notifier.watchdog()
             self.next_watchdog = now + self.notifier.watchdog_interval
-
-    def _wait_feeding_watchdog(self, handles, timeout):
-        """connection.wait for up to ``timeout`` seconds that keeps systemd's
-        watchdog fed meanwhile, for the waits of a stop or a reload."""
-        deadline = self._now() + timeout
-        while True:
-            self._feed_watchdog()
-            remaining = deadline - self._now()
-            if remaining <= 0:
-                return []
-            if self.next_watchdog is not None:
-                remaining = min(remaining, max(0.0, self.next_watchdog - self._now()))
-            ready = connection.wait(handles, remaining)
-            if ready:
-                return ready
 
     # -- reload -----------------------------------------------------------
 
@@ -512,9 +588,9 @@ class Supervisor:
     def _apply(self, new):
         """Start added sensors, stop removed ones, restart changed ones and
         leave the others running. A new log level that changes what a worker
-        sends (to or from DEBUG) restarts every sensor. Each sensor starts as soon as nothing it
-        needs is still stopping: one that is slow to stop delays only the
-        sensors that share its pins."""
+        sends (to or from DEBUG) restarts every sensor. Each sensor starts as
+        soon as nothing it needs is still stopping (``_start_unblocked``): one
+        that is slow to stop delays only the sensors that share its pins."""
         old = self.config
         if new.supervisor.start_method != old.supervisor.start_method:
             logger.warning("start_method changes take effect when edgesense restarts")
@@ -529,58 +605,69 @@ class Supervisor:
         self.config = _keep_start_method(new, old)
         if new.logging != old.logging:
             self._switch_logging(old.logging)
-        for managed in self.sensors.values():
-            managed.policy = self.config.supervisor
-        fresh = {
-            name: ManagedSensor(new_sensors[name], self.config.supervisor, self._now)
-            for name in [*(m.name for m in changed), *added]
-        }
-        busy_pins = {pin for m in removed + changed for pin in _pins(m.sensor)}
-        waiting_for_pins = [name for name in added if busy_pins & _pins(new_sensors[name])]
-        for name in added:
-            if name not in waiting_for_pins:
-                self._start_worker(fresh[name])
-
-        def start_replacement(managed):
-            if managed.name in fresh:
-                self._start_worker(fresh[managed.name])
-
-        self._stop_workers(removed + changed, then=start_replacement)
-        for name in waiting_for_pins:
-            self._start_worker(fresh[name])
+        self._apply_policies()
+        self._retire(removed + changed)
+        fresh = {m.name: self._new_sensor(new_sensors[m.name]) for m in changed}
+        fresh.update((name, self._new_sensor(new_sensors[name])) for name in added)
         self.sensors = {name: fresh.get(name) or self.sensors[name] for name in new_sensors}
+        self.pending.extend(fresh.values())
+        self._start_unblocked()
         logger.info(
             "reloaded: added %s; removed %s; restarted %s; unchanged %d",
             _names(added), _names(m.name for m in removed), _names(m.name for m in changed),
             len(self.sensors) - len(added) - len(changed),
         )
 
-    def _switch_logging(self, previous):
-        """A new listener for new [logging] settings; the previous settings
-        come back if it cannot even start with them."""
-        self._stop_listener()
-        self.logging_fallback = previous
-        configure_process(self.transport.sender, self.config.logging.level)
-        self._start_listener()
+    def _apply_policies(self):
+        policy = sensor_policy(self.config.supervisor)
+        for managed in [*self.sensors.values(), *self.retiring]:
+            managed.policy = policy
+        self.listener.policy = listener_policy(self.config.supervisor)
+
+    def _retire(self, outgoing):
+        """Ask the sensors a reload removes or replaces to stop; the loop
+        waits for them while everything else goes on."""
+        self.pending = [m for m in self.pending if m not in outgoing]
+        for managed in outgoing:
+            managed.request_stop()
+            if managed.state is ChildState.STOPPING:
+                self.retiring.append(managed)
+
+    def _start_unblocked(self):
+        """Start each new sensor of a reload once no sensor still stopping
+        has its name or one of its pins."""
+        for fresh in list(self.pending):
+            pins = _pins(fresh.sensor)
+            if not any(m.name == fresh.name or pins & _pins(m.sensor) for m in self.retiring):
+                self.pending.remove(fresh)
+                self._start_child(fresh)
 
     # -- what the outside sees -------------------------------------------
+
+    def _shown_sensors(self):
+        """Each sensor of the config (the old one while it stops for a new
+        one not yet started), then the removed ones still stopping."""
+        stopping = {m.name: m for m in self.retiring}
+        shown = [stopping.pop(name) if m.state is ChildState.STOPPED and name in stopping else m
+                 for name, m in self.sensors.items()]
+        return shown + list(stopping.values())
 
     def _publish(self, force=False):
         """Write the state file and systemd's STATUS when something changed,
         and refresh the last readings every STATE_REFRESH seconds."""
         now = self._now()
         readings = tuple(m.heartbeat.readings if m.heartbeat else 0 for m in self.sensors.values())
-        changed = self.listener_changed or any(m.changed for m in self.sensors.values())
+        changed = self.phase_changed or any(c.changed for c in self._children())
         refresh_due = self.next_refresh is not None and now >= self.next_refresh
         if not (force or changed or (refresh_due and readings != self.last_published_readings)):
             if refresh_due:
                 self.next_refresh = now + STATE_REFRESH
             return
         self.last_published_readings = readings
-        self.listener_changed = False
-        for managed in self.sensors.values():
-            managed.changed = False
-        self.next_refresh = now + STATE_REFRESH if self.phase == "running" else None
+        self.phase_changed = False
+        for child in self._children():
+            child.changed = False
+        self.next_refresh = now + STATE_REFRESH if self.phase is SupervisorPhase.RUNNING else None
         self.notifier.status(self.status_line())
         self._write_state_file()
 
@@ -601,15 +688,17 @@ class Supervisor:
 
     def status_line(self):
         """A one-line summary, e.g. ``3/4 sensors running; door: backoff 8 s``."""
-        if self.phase != "running":
-            return self.phase
-        running = sum(m.state is SensorState.RUNNING for m in self.sensors.values())
+        if self.phase is not SupervisorPhase.RUNNING:
+            return self.phase.value
+        running = sum(m.state is ChildState.RUNNING for m in self.sensors.values())
         parts = [f"{running}/{len(self.sensors)} sensors running"]
         now = self._now()
-        for managed in self.sensors.values():
-            if managed.state in (SensorState.BACKOFF, SensorState.FAILED):
+        for managed in self._shown_sensors():
+            if managed.state in WAITING:
                 parts.append(f"{managed.name}: {managed.state.value} {max(0, managed.next_start - now):.0f} s")
-        if self.listener is None:
+            elif managed.state is ChildState.STOPPING:
+                parts.append(f"{managed.name}: stopping")
+        if self.listener.state not in ALIVE:
             parts.append("log listener down")
         return "; ".join(parts)
 
@@ -618,16 +707,13 @@ class Supervisor:
             "supervisor": {
                 "pid": os.getpid(),
                 "started": self.started_wall,
-                "state": self.phase,
+                "state": self.phase.value,
                 "config": str(self.config.path) if self.config.path else None,
                 "start_method": self.config.supervisor.start_method,
                 "updated": time.time(),
             },
-            "listener": {
-                "pid": self.listener.pid if self.listener is not None else None,
-                "restarts": self.listener_restarts,
-            },
-            "sensors": [m.summary() for m in self.sensors.values()],
+            "listener": self.listener.summary(),
+            "sensors": [m.summary() for m in self._shown_sensors()],
         }
 
     # -- last resort ------------------------------------------------------
@@ -645,6 +731,10 @@ class Supervisor:
                 helper._stop()
             except (AttributeError, OSError):
                 pass
+
+
+def _how_it_ended(child):
+    return "was cut off (the fork server died)" if child.was_cut_off else f"ended with {child.last_exit}"
 
 
 def _sends_differently(new, old):

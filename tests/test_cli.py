@@ -3,6 +3,8 @@ one line, no traceback). The command's logic runs in-process; a real
 subprocess shows that the shell sees the same statuses and output."""
 
 import os
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -156,7 +158,7 @@ def test_init_into_a_missing_folder_is_a_bad_command_line(tmp_path):
 
 @pytest.mark.parametrize("args, status", [
     (["check"], 0), (["status"], 1), (["logs"], 1), (["frobnicate"], 2), ([], 2),
-    (["check", "--config", "missing.toml"], 2), (["init"], 2),
+    (["check", "--config", "missing.toml"], 2), (["init"], 2), (["--version"], 0),
 ])
 def test_the_shell_sees_the_status_and_output_of_the_in_process_command(tmp_path, args, status):
     (tmp_path / "edgesense.toml").write_text(ONE_SENSOR)
@@ -178,3 +180,12 @@ def test_check_names_the_config_as_typed(tmp_path, typed):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"{typed}: OK"
+
+
+def test_version_is_the_installed_one_and_the_projects(tmp_path):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    result = edgesense_in_process("--version", cwd=tmp_path)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"edgesense {metadata.version('edgesense')}\n" == f"edgesense {project['version']}\n"

@@ -119,6 +119,85 @@ def test_level_does_not_apply_to_readings(log_dir):
     assert (result.returncode, result.stderr) == (2, "edgesense: --level does not apply to --readings\n")
 
 
+def test_sensor_names_match_ignoring_case(log_dir):
+    (log_dir / "edgesense.log").write_text(
+        records([41], process="sensor:door") + records([42], process="sensor:Door")
+        + records([43], process="sensor:doorbell") + records([44]))
+
+    result = edgesense_in_process("logs", "--sensor", "DOOR", cwd=log_dir.parent)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [line(41, process="sensor:door"), line(42, process="sensor:Door")]
+
+
+def test_a_sensor_of_the_config_without_records_prints_nothing(log_dir):
+    result = edgesense_in_process("logs", "--sensor", "Load", cwd=log_dir.parent)
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_a_sensor_only_in_the_log_is_shown(log_dir):
+    """A sensor since removed from the config still has its history."""
+    (log_dir / "edgesense.log.1").write_text(records([21], process="sensor:door"))
+
+    result = edgesense_in_process("logs", "--sensor", "door", cwd=log_dir.parent)
+
+    assert (result.returncode, result.stdout) == (0, line(21, process="sensor:door") + "\n")
+
+
+@pytest.mark.parametrize("typed, suggestion", [("lod", "; did you mean load?"),
+                                               ("dor", "; did you mean door?"),
+                                               ("nothing_like_it", "")])
+def test_an_unknown_sensor_is_a_bad_command_line_with_a_suggestion(log_dir, typed, suggestion):
+    (log_dir / "edgesense.log.2.gz").write_bytes(gzip.compress(records([11], process="sensor:door").encode()))
+
+    result = edgesense_in_process("logs", "--sensor", typed, cwd=log_dir.parent)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f'edgesense: no sensor named "{typed}" in {log_dir.parent / "edgesense.toml"} '
+                             f"or in its log{suggestion}\n")
+
+
+def test_an_unknown_sensor_of_the_readings_is_looked_for_in_the_readings(log_dir):
+    (log_dir / "readings.jsonl").write_text(json.dumps({"ts": "2026-11-25T10:00:01", "sensor": "tank",
+                                                        "value": 1}) + "\n")
+    (log_dir / "edgesense.log").write_text(records([41], process="sensor:door"))
+
+    tank = edgesense_in_process("logs", "--readings", "--sensor", "TANK", cwd=log_dir.parent)
+    door = edgesense_in_process("logs", "--readings", "--sensor", "door", cwd=log_dir.parent)
+
+    assert (tank.returncode, len(tank.stdout.splitlines())) == (0, 1)
+    assert (door.returncode, door.stdout) == (2, "")
+    assert door.stderr == f'edgesense: no sensor named "door" in {log_dir.parent / "edgesense.toml"} or in its log\n'
+
+
+def test_an_unknown_sensor_of_the_demo_is_named_so_without_a_log_folder(tmp_path):
+    result = edgesense_in_process("logs", "--sensor", "lihgt", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ('edgesense: no sensor named "lihgt" in the built-in demo or in its log; '
+                             "did you mean light?\n")
+
+
+def test_follow_of_an_unknown_sensor_exits_2_at_once(log_dir):
+    result = subprocess.run(edgesense_command("logs", "-f", "--sensor", "lod"), cwd=log_dir.parent,
+                            env=edgesense_environment(), capture_output=True, text=True, timeout=30)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.endswith("did you mean load?\n")
+
+
+def test_a_reader_that_goes_away_ends_logs_quietly(log_dir):
+    """``edgesense logs | head -1``: the pipe closes long before the output ends."""
+    (log_dir / "edgesense.log").write_text(records(range(41, 10041)))  # far more than a pipe holds
+    with subprocess.Popen(edgesense_command("logs", "-n", "10000"), cwd=log_dir.parent,
+                          env=edgesense_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout.readline().decode() == line(1) + "\n"
+        process.stdout.close()
+        assert process.wait(timeout=30) == 0
+        assert process.stderr.read() == b""
+
+
 class LineReader:
     """Lines from a child's stdout, each wait bounded."""
 

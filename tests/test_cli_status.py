@@ -12,7 +12,9 @@ import time
 import pytest
 
 from app.statusview import latest_readings
+from app.treelock import TreeLock
 from helpers import edgesense_in_process
+
 ONE_SENSOR = '[[sensor]]\nname = "load"\ntype = "load_average"\ninterval = 10\n'
 
 
@@ -69,6 +71,21 @@ def test_running_tree_one_line_per_sensor(tmp_path):
     assert lines[4].split() == ["tank", "analog", "failed", "-", "6", "SIGKILL", "-", "in", "4",
                                 "min", "50", "s"]
     assert len(lines) == 5
+
+
+def test_the_supervisor_phase_and_listener_state_in_a_sensor_s_words(tmp_path):
+    document = state(os.getpid(), time.time())
+    document["supervisor"]["state"] = "stopping"
+    document["listener"] = {"pid": None, "state": "backoff", "restarts": 2, "last_exit": "exit status 1",
+                            "next_retry": time.time() + 1}
+    write_config(tmp_path, document)
+
+    result = edgesense_in_process("status", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        f"edgesense is stopping: supervisor pid {os.getpid()}, up 1 h 02 min; "
+        "log listener backoff, no pid, restarted 2 times")
 
 
 def test_running_tree_says_how_old_the_state_file_is(tmp_path):
@@ -147,7 +164,7 @@ def test_corrupt_state_file_is_one_line(tmp_path):
 def test_status_reads_only_the_paths_of_the_config(tmp_path):
     """A custom type that imports only under the service's PYTHONPATH and a
     sensor section being edited do not stop `status`."""
-    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    write_config(tmp_path, state(os.getpid(), time.time()))
     (tmp_path / "edgesense.toml").write_text(
         '[supervisor]\nstate_file = "run/state.json"\n' + ONE_SENSOR
         + '[[sensor]]\nname = "tank"\ntype = "site_sensors.tank:Level"\nintreval = "x"\n')
@@ -229,3 +246,24 @@ def test_latest_readings_reads_only_the_tail(tmp_path):
     assert latest["door"]["value"] == 2
     assert latest["door"]["ts"] == pytest.approx(now - 1, abs=0.01)
     assert latest_readings(tmp_path / "missing") == {}
+
+
+def test_a_reused_pid_without_the_lock_held_is_not_running(tmp_path):
+    state_file = write_config(tmp_path, state(os.getpid(), time.time()))
+    (tmp_path / "run" / "state.json.lock").write_text('{"pid": 1, "since": 0}\n')
+
+    result = edgesense_in_process("status", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (f"edgesense is not running (supervisor pid {os.getpid()} is gone); "
+                                             "last known state:")
+    assert state_file.exists()
+
+
+def test_the_lock_held_is_a_running_tree(tmp_path):
+    write_config(tmp_path, state(os.getpid(), time.time()))
+    with TreeLock(tmp_path / "run" / "state.json.lock"):
+        result = edgesense_in_process("status", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"edgesense is running: supervisor pid {os.getpid()}, up 1 h 02 min")

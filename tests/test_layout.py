@@ -63,3 +63,33 @@ def test_the_docstring_examples_of_every_package_run_with_the_tests():
     options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert {"app", "sensors", "logging_setup"} <= set(options["testpaths"])
     assert "--doctest-modules" in options["addopts"].split()
+
+
+def strings_outside_docstrings(module):
+    """The string constants of a module's code (f-string parts included), docstrings left out."""
+    tree = ast.parse(Path(module).read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_one_suggester_words_every_did_you_mean():
+    """sensors.problems.did_you_mean is the one place that says "did you mean"."""
+    for package in ("app", "sensors", "logging_setup"):
+        for module in modules_of(package):
+            if module == ROOT / "sensors" / "problems.py":
+                continue
+            assert not [text for text in strings_outside_docstrings(module) if "did you mean" in text], module
+
+
+def test_the_string_scan_sees_code_and_skips_docstrings(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('"""did you mean: the module docstring"""\n'
+                      'def hint(word):\n    """did you mean, in a docstring"""\n'
+                      '    return f"; did you mean {word}?"\n')
+    assert strings_outside_docstrings(module) == ["; did you mean ", "?"]

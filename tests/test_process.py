@@ -177,8 +177,8 @@ def test_restarts_outside_the_window_do_not_count(managed, clock):
 
 
 def test_running_to_stopping_to_stopped(managed):
-    start(managed, 10)
-    pipe = managed.stop_sender
+    pipe = DummyPipe()
+    managed.attach(DummyProcess(10), DummyHeartbeat(), pipe)
     managed.request_stop()
     assert managed.state is SensorState.STOPPING
     assert pipe.sent == [b"stop"]

@@ -1,6 +1,7 @@
 """The supervisor with real processes and real signals, under each start method."""
 
 import datetime
+import json
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -231,7 +233,9 @@ def test_state_file_follows_the_tree(make_tree):
     state = tree.state()
     assert state["supervisor"]["pid"] == tree.pid
     listener = state["listener"]["pid"]
-    assert state["listener"] == {"pid": listener, "restarts": 0}
+    assert state["listener"] == {"pid": listener, "state": "running", "restarts": 0,
+                                 "last_exit": None, "next_retry": None}
+    assert state["supervisor"]["state"] == "running"
     assert listener not in (tree.pid, alpha["pid"], beta["pid"])
     assert {listener, alpha["pid"], beta["pid"]} <= set(session_pids(tree.pid)), "live, in the tree"
     for entry in (alpha, beta):
@@ -244,6 +248,7 @@ def test_state_file_follows_the_tree(make_tree):
     assert [s["state"] for s in final["sensors"]] == ["stopped", "stopped"]
     assert final["supervisor"]["state"] == "stopped"
     assert final["listener"]["pid"] is None
+    assert final["listener"]["state"] == "stopped"
 
 
 def test_a_second_signal_during_the_stop_keeps_the_order(make_tree):
@@ -316,7 +321,8 @@ def test_sighup_to_the_whole_group_reloads_and_kills_nothing(make_tree):
     wait_for(lambda: tree.log_lines("reloaded: added none; removed none; restarted none; unchanged 2"), 10,
              what="reload line")
     assert set(tree.leftovers()) == before
-    assert tree.state()["listener"] == {"pid": listener, "restarts": 0}
+    assert tree.state()["listener"] == {"pid": listener, "state": "running", "restarts": 0,
+                                        "last_exit": None, "next_retry": None}
     assert [s["pid"] for s in tree.state()["sensors"]] == [alpha["pid"], beta["pid"]]
     assert tree.log_lines("ended with") == []
 
@@ -459,8 +465,125 @@ def test_a_sensor_slow_to_stop_on_reload_delays_no_other(make_tree):
     tree.signal(signal.SIGHUP)
     wait_for(lambda: tree.log_lines("reloaded: added beta; removed none; restarted alpha, stuck"), 15,
              what="reload line")
-    (killed,) = tree.log_lines("sensor stuck: did not stop within 3.0 s; killing pid")
+    (killed,) = wait_for(lambda: tree.log_lines("sensor stuck: did not stop within 3.0 s; killing pid"), 10,
+                         what="the stuck sensor killed")
     alpha_started = tree.log_lines("sensor alpha: started as pid")[-1]
     (beta_started,) = tree.log_lines("sensor beta: started as pid")
     assert log_time(alpha_started) < log_time(killed) - 2.0
     assert log_time(beta_started) < log_time(killed) - 2.0
+
+
+def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
+    """The loop never waits on one child: while a sensor stuck in read()
+    takes its stop_timeout, another one's crash is restarted on time and the
+    state file tells the truth."""
+    stuck = sensor("stuck", "Hang", interval=0.1, good_reads=0, read_timeout=60)
+    tree = make_tree(counter("alpha") + stuck, "backoff_initial = 0.5\n")
+
+    def with_long_stop():
+        tree.config_path.write_text(tree.config_path.read_text().replace("stop_timeout = 3", "stop_timeout = 20"))
+
+    with_long_stop()
+    tree.start()
+    alpha, _ = tree.wait_running("alpha", "stuck")
+    tree.write_config(counter("alpha"), "backoff_initial = 0.5\n")
+    with_long_stop()
+    tree.signal(signal.SIGHUP)
+    wait_for(lambda: tree.log_lines("reloaded: added none; removed stuck; restarted none; unchanged 1"), 10,
+             what="reload line")
+    time.sleep(2.0)
+    killed_at = time.monotonic()
+    os.kill(alpha["pid"], signal.SIGKILL)
+    back = wait_for(lambda: (s := tree.sensor_state("alpha")) and s["pid"] not in (None, alpha["pid"]) and s,
+                    10, what="alpha back in the state file")
+    assert time.monotonic() - killed_at < 0.5 + 1.0
+    assert back["restarts"] == 1 and back["last_exit"] == "signal SIGKILL"
+    (ended,) = wait_for(lambda: tree.log_lines("sensor alpha: ended with signal SIGKILL; restart in 0.5 s"), 5,
+                        what="exit line")
+    (restarted,) = wait_for(lambda: tree.log_lines(f"sensor alpha: restarted as pid {back['pid']} (restart 1)"),
+                            5, what="restart line")
+    assert log_time(restarted) - log_time(ended) < 0.5 + 1.0
+    status = subprocess.run(edgesense_command("status", "--config", str(tree.config_path)),
+                            env=tree.env, capture_output=True, text=True, timeout=30)
+    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[2:]}
+    assert rows["alpha"][3] == str(back["pid"])
+    assert rows["stuck"][2:4] == ["stopping", str(tree.sensor_state("stuck")["pid"])]
+    tree.wait_readings("alpha", len(tree.readings("alpha")) + 1)
+    tree.signal(signal.SIGTERM)
+    assert tree.wait_exit(30) == 0
+    assert len(tree.log_lines("sensor stuck: did not stop within 20.0 s; killing pid")) == 1
+    assert tree.log_lines()[-1].endswith("edgesense stopped")
+    assert tree.leftovers() == []
+
+
+def test_a_listener_that_cannot_start_stops_the_tree_with_one_clear_line(make_tree):
+    tree = make_tree(COUNTERS)
+    tree.config_path.write_text(
+        tree.config_path.read_text()
+        .replace('dir = "logs"', 'dir = "/proc/edgesense-cannot-be-here"')
+        .replace("stop_timeout = 3", 'stop_timeout = 3\nstate_file = "state/state.json"'))
+    tree.state_path = tree.dir / "state" / "state.json"
+    tree.start()
+    assert tree.wait_exit(60) == 1
+    lines = tree.stderr_text().splitlines()
+    reasons = [line for line in lines if re.fullmatch(
+        r"edgesense: log-listener \(pid \d+\): FileNotFoundError: \[Errno 2\] No such file or directory: "
+        r"'/proc/edgesense-cannot-be-here'", line)]
+    assert len(reasons) == 5
+    assert lines[-1] == ("edgesense: log listener cannot start: it ended within 1 s of its start 5 times in a "
+                         "row (last: crashed (exit 1)); edgesense stops with exit status 1")
+    assert len(lines) == 5 + 4 + 1
+    assert all(line.startswith("edgesense: ") for line in lines)
+    state = tree.state()
+    assert (state["supervisor"]["state"], state["listener"]["state"]) == ("stopped", "failed")
+    assert [s["state"] for s in state["sensors"]] == ["stopped", "stopped"]
+    assert tree.leftovers() == []
+
+
+def snapshot(directory):
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(directory).rglob("*"))}
+
+
+def test_a_second_run_on_the_same_config_says_who_runs_and_writes_nothing(make_tree):
+    tree = make_tree(counter("slow", interval=60)).start()
+    tree.wait_readings("slow", 1)
+    tree.wait_running("slow")
+    before = snapshot(tree.dir)
+    second = subprocess.run(edgesense_command("run", "--config", str(tree.config_path)),
+                            env=tree.env, cwd=tree.dir, capture_output=True, text=True, timeout=30)
+    assert second.returncode == 2
+    started = json.loads((tree.state_path.parent / (tree.state_path.name + ".lock")).read_text())["since"]
+    since = datetime.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+    assert second.stderr == (f"edgesense already runs with {tree.config_path} (pid {tree.pid}, since {since}); "
+                             f"not starting a second tree (lock {tree.state_path}.lock)\n")
+    assert second.stdout == ""
+    assert snapshot(tree.dir) == before
+    status = subprocess.run(edgesense_command("status", "--config", str(tree.config_path)),
+                            env=tree.env, capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0
+    tree.process.kill()
+    tree.process.wait(5)
+    wait_for(lambda: tree.leftovers() == [], 10, what="the tree gone")
+    status = subprocess.run(edgesense_command("status", "--config", str(tree.config_path)),
+                            env=tree.env, capture_output=True, text=True, timeout=30)
+    assert status.returncode == 1
+    assert status.stdout.startswith(f"edgesense is not running (supervisor pid {tree.pid} is gone)")
+
+
+def ps_names(pid):
+    """``(comm, args)`` of a process as ``ps -o comm=,args=`` shows them."""
+    line = subprocess.run(["ps", "-o", "comm=,args=", "-p", str(pid)], capture_output=True, text=True,
+                          timeout=10).stdout.strip()
+    comm, _, args = line.partition(" ")
+    return comm, args.strip()
+
+
+@pytest.mark.skipif(shutil.which("ps") is None, reason="needs ps")
+def test_every_process_says_what_it_is_in_ps(make_tree):
+    tree = make_tree(counter("door") + counter("a-long-sensor-name")).start()
+    door, long_name = tree.wait_running("door", "a-long-sensor-name")
+    listener = tree.state()["listener"]["pid"]
+    assert ps_names(tree.pid) == ("edgesense", "edgesense: supervisor")
+    assert ps_names(listener) == ("es:log-listener", "edgesense: log-listener")
+    assert ps_names(door["pid"]) == ("es:door", "edgesense: sensor door")
+    assert ps_names(long_name["pid"]) == ("es:a-long-senso", "edgesense: sensor a-long-sensor-name")
