@@ -26,8 +26,10 @@ class Heartbeat:
     when the loop last ticked, when the current read started and ended
     (time.monotonic), and the last reading's value and wall-clock time.
 
-    Create it in the supervisor with ``Heartbeat.create(ctx)`` and pass it to
-    the worker as a Process argument (it pickles under every start method).
+    Create it in the supervisor with ``Heartbeat.create(ctx, previous=...)``
+    (the sensor's last heartbeat, which hands on ``build_failure``) and pass
+    it to the worker as a Process argument (it pickles under every start
+    method).
     Times are ``time.monotonic()`` (system-wide, so comparable across
     processes) except ``last_reading_time`` (``time.time()``). A read is in
     progress while ``read_started > read_ended``; the supervisor judges a

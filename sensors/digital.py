@@ -17,6 +17,7 @@ import threading
 import gpiozero
 
 from sensors.base import DeviceSensor, Reading, at_least, between
+from sensors.problems import render
 
 
 class DigitalSensor(DeviceSensor):
@@ -55,8 +56,8 @@ class DigitalSensor(DeviceSensor):
     def option_problems(cls, options):
         problems = at_least(options, "bounce_time", 0, inclusive=False)
         if "active_state" in options and "pull_up" in options:
-            problems.append(("active_state", "declares a floating input, so"
-                             " it cannot be combined with pull_up"))
+            problems.append(("active_state", f"{render(options['active_state'])} declares a"
+                             " floating input; expected no pull_up beside it"))
         return problems
 
 

@@ -8,6 +8,7 @@ median. Distances beyond ``max_distance`` read as ``max_distance``.
 import gpiozero
 
 from sensors.base import DeviceSensor, Reading, at_least
+from sensors.problems import render
 
 
 class Distance(DeviceSensor):
@@ -30,5 +31,6 @@ class Distance(DeviceSensor):
         problems = (at_least(options, "max_distance", 0, inclusive=False)
                     + at_least(options, "queue_len", 1))
         if "echo" in options and options.get("echo") == options.get("trigger"):
-            problems.append(("trigger", "must be a different pin from echo"))
+            problems.append(("trigger", f"{render(options['trigger'])} is the echo pin too;"
+                             " expected a pin of its own"))
         return problems

@@ -95,5 +95,5 @@ def test_close_releases_the_pin_and_is_idempotent(mock_factory):
 def test_active_state_with_pull_up_is_reported_before_building():
     problems = registry.check_options(
         "button", {"pin": 4, "pull_up": True, "active_state": False})
-    assert problems == [("active_state", "declares a floating input, so it"
-                         " cannot be combined with pull_up")]
+    assert problems == [("active_state", "false declares a floating input;"
+                         " expected no pull_up beside it")]

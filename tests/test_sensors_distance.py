@@ -26,6 +26,11 @@ def build(options, factory):
         return registry.build("distance", options, factory)
 
 
+def test_trigger_and_echo_on_one_pin_is_reported_before_building():
+    assert registry.check_options("distance", {"echo": 20, "trigger": 20}) == [
+        ("trigger", "20 is the echo pin too; expected a pin of its own")]
+
+
 def test_distance_is_half_the_echo_time_at_the_speed_of_sound(echo_of, mock_factory):
     echo_of(0.02)
     expected = 0.02 * SPEED_OF_SOUND / 2
