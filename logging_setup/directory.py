@@ -555,10 +555,16 @@ class LogDirectory:
         self._rotated_bytes += new.size - old.size
 
     def _room_to_compress(self, rotated):
+        """Room for ``rotated``'s archive at its largest, deleting the oldest
+        history only once the archives still being written are in place:
+        each of them holds room for its own bound until then."""
         bound = gzip_bound(rotated.size)
         if self.used_bytes() - self._rotated_bytes + rotated.size + bound > self.max_total_bytes:
             return False
         while self.used_bytes() + bound > self.max_total_bytes:
+            if self._compressing:
+                self._finish_compressions(until=self._compressing[0])
+                continue
             if self._rotated[0] is rotated:
                 return False
             self._delete(self._rotated[0])
