@@ -24,14 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener  # noqa: E402
 from logging_setup.formats import LOG_FORMAT  # noqa: E402
-
-
-def use_only(handler):
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+from logging_bench import use_only  # noqa: E402  (bench/ is on the path as the script's folder)
 
 
 def plain(directory):
