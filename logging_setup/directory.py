@@ -271,6 +271,8 @@ class LogDirectory:
         self._next_index = 1
         self._reported = set()
         self._last_scan = time.monotonic()
+        self._room = 0  # what make_room may hand out without a full check
+        self._room_until = 0.0
         self._budget_failing = False
         self._lines_dropped = 0
         self._rotation_failing = False
@@ -290,6 +292,7 @@ class LogDirectory:
     def open_live_name(self, name):
         """A descriptor of the live file ``name`` (for LiveFile), created with
         FILE_MODE if missing; an existing one loses a torn last line."""
+        self._forget_room()  # the file found may hold bytes the budget has not counted
         try:
             return self.folder.create(name, os.O_RDWR | os.O_APPEND)
         except FileExistsError:
@@ -317,7 +320,23 @@ class LogDirectory:
     def make_room(self, live, size):
         """Rotate ``live`` if ``size`` more bytes would overfill it, then
         delete the oldest rotated files until ``size`` more bytes fit in the
-        budget. False when even that cannot make room."""
+        budget. False when even that cannot make room.
+
+        Most calls only take ``size`` from the room the last full check
+        found: until the next rescan is due, nothing but appends can use
+        more of the budget (where something can, it calls ``_forget_room``)."""
+        if size <= self._room and live.size + size <= self.max_file_bytes and time.monotonic() < self._room_until:
+            self._room -= size
+            return True
+        fits = self._make_room_checked(live, size)
+        self._room = self.max_total_bytes - self.used_bytes() - size if fits else 0
+        self._room_until = self._last_scan + RESCAN_SECONDS
+        return fits
+
+    def _forget_room(self):
+        self._room = 0
+
+    def _make_room_checked(self, live, size):
         self.finish_compressions()
         if self._rescan_due():
             self._scan()
@@ -605,6 +624,7 @@ class LogDirectory:
         self._foreign_bytes = other_bytes + reserved_bytes
         self._other_bytes = other_bytes + max(reserved_bytes, self._reserved_bytes)
         self._last_scan = time.monotonic()
+        self._forget_room()
 
     def _remove_leftovers(self, live_name):
         """Temporary files of an interrupted rotation or compression, and a

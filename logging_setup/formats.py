@@ -117,12 +117,36 @@ class OneLineFormatter(logging.Formatter):
 
 
 class LineFormatter(OneLineFormatter):
-    """``LOG_FORMAT`` with the timestamp's strftime done once per second."""
+    """``LOG_FORMAT``, built without the generic formatting for a record
+    without a traceback: the timestamp's strftime is done once per second,
+    and the escaped, padded process, logger and level fields are kept for
+    each combination seen (up to ``NAMES_REMEMBERED`` of them)."""
 
-    def __init__(self, fmt=LOG_FORMAT):
-        super().__init__(fmt)
+    def __init__(self):
+        super().__init__(LOG_FORMAT)
         self._second = None
         self._second_text = ""
+        self._heads = {}
+
+    def format(self, record):
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        names = (getattr(record, "processName", ""), record.name, record.levelname)
+        try:
+            head = self._heads.get(names)
+        except TypeError:  # a name that is not even hashable
+            head = None
+        if head is None:
+            head = self._head(names)
+        return f"{self.formatTime(record)} {head} {escape(record.getMessage())}"
+
+    def _head(self, names):
+        """The process, logger and level fields of ``LOG_FORMAT``."""
+        process, logger, level = map(self._escaped_name, names)
+        head = f"{process:<10} {logger} {level:<8}"
+        if len(self._heads) < self.NAMES_REMEMBERED and all(type(name) is str for name in names):
+            self._heads[names] = head  # only plain text: a number sent as a name never finds another's (1 == 1.0)
+        return head
 
     def formatTime(self, record, datefmt=None):
         if datefmt is not None:
@@ -210,13 +234,16 @@ def reading_of(record):
     return reading if isinstance(reading, dict) else None
 
 
+_READING_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"), allow_nan=False)
+
+
 def reading_line(reading):
     """One JSON line for ``readings.jsonl``; values JSON cannot hold become
     text, and NaN and the infinities become null (strict JSON has neither)."""
     try:
-        return json.dumps(reading, default=str, separators=(",", ":"), allow_nan=False) + "\n"
+        return _READING_ENCODER.encode(reading) + "\n"
     except ValueError:
-        return json.dumps(_finite(reading), default=str, separators=(",", ":")) + "\n"
+        return _READING_ENCODER.encode(_finite(reading)) + "\n"
 
 
 def _finite(value):

@@ -23,7 +23,7 @@ class LogFileHandler(logging.Handler):
             self.handleError(record)
 
     def line(self, record):
-        return (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+        return (self.formatter.format(record) + "\n").encode("utf-8", "backslashreplace")
 
     def flush(self):
         self.file.flush()
@@ -37,8 +37,10 @@ class ReadingsHandler(LogFileHandler):
     """Writes the reading of each record that carries one as a JSON line."""
 
     def emit(self, record):
-        if reading_of(record) is not None:
-            super().emit(record)
-
-    def line(self, record):
-        return reading_line(reading_of(record)).encode("utf-8", "backslashreplace")
+        reading = reading_of(record)
+        if reading is None:
+            return
+        try:
+            self.file.append(reading_line(reading).encode("utf-8", "backslashreplace"))
+        except Exception:
+            self.handleError(record)

@@ -8,22 +8,21 @@ from logging_setup.transport import pack_record
 
 
 class RenderedQueueHandler(logging.handlers.QueueHandler):
-    """A QueueHandler whose ``prepare`` packs the record for the datagram
+    """A QueueHandler whose ``emit`` packs the record for the datagram
     (``transport.pack_record``: message merged with its arguments, traceback
-    as text) instead of copying it into a new LogRecord that would only be
-    taken apart again, and whose ``enqueue`` sends that packed tuple.
-    ``flush`` (called by ``logging.shutdown()``) sends the sender's count of
-    dropped records."""
+    as text) and sends that, instead of ``prepare`` copying it into a new
+    LogRecord that would only be taken apart again. ``flush`` (called by
+    ``logging.shutdown()``) sends the sender's count of dropped records."""
 
     def __init__(self, queue):
         super().__init__(queue)
         self.setFormatter(RenderingFormatter())
 
-    def prepare(self, record):
-        return pack_record(record, self.formatter)
-
-    def enqueue(self, packed):
-        self.queue.put_packed(packed)
+    def emit(self, record):
+        try:
+            self.queue.put_packed(pack_record(record, self.formatter))
+        except Exception:
+            self.handleError(record)
 
     def flush(self):
         """Let the sender report records it dropped (``LogSender.flush``)."""

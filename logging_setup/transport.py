@@ -81,11 +81,20 @@ class LogSender:
         self.put_packed(pack_record(record))
 
     def put_packed(self, packed):
-        """Send one record already packed by ``pack_record``."""
+        """Send one record already packed by ``pack_record``. The first send
+        is tried here: there is room in the queue nearly every time."""
         try:
-            self._send(encode_packed(packed))
+            data = encode_packed(packed)
         except Exception:
             self._dropped_records += 1
+            return
+        try:
+            self._socket.send(data, _SEND_FLAGS)
+        except OSError:
+            self._send_again(data)
+            return
+        if self._dropped_records:
+            self._report_drops()
 
     def send_stop(self):
         """Ask the listener to stop once it has written everything sent before
@@ -97,19 +106,17 @@ class LogSender:
         """Close this process's handle of the sending socket."""
         self._socket.close()
 
-    def _send(self, data):
-        if self._dropping:
-            delivered = self._try_once(data)
-        else:
-            delivered = self._send_waiting(data)
-        if not delivered:
+    def _send_again(self, data):
+        """After a first send found no room: wait for some, unless records
+        are being dropped already (L5)."""
+        if self._dropping or not self._send_waiting(data, tried=True):
             self._dropping = True
             self._dropped_records += 1
         elif self._dropped_records:
             self._report_drops()
 
-    def _send_waiting(self, data):
-        if self._try_once(data):
+    def _send_waiting(self, data, tried=False):
+        if not tried and self._try_once(data):
             return True
         deadline = time.monotonic() + SEND_WAIT_SECONDS
         while True:
@@ -265,12 +272,23 @@ def decode_record(data):
     thread only to have them overwritten."""
     values, message, exc_text, extras = pickle.loads(data)
     attributes = dict(zip(PLAIN_ATTRIBUTES, values, strict=True))
-    attributes.update(msg=message, args=None, exc_info=None, exc_text=exc_text, stack_info=None)
+    attributes["msg"] = message
+    attributes["exc_text"] = exc_text
     if extras:
         attributes.update(extras)
-    record = logging.LogRecord.__new__(logging.LogRecord)
+    record = ReceivedRecord.__new__(ReceivedRecord)
     record.__dict__ = attributes
     return record
+
+
+class ReceivedRecord(logging.LogRecord):
+    """A record rebuilt from a datagram. What the sender rendered away (the
+    arguments, exc_info, stack_info) is None for every one of them, so it
+    is said here once rather than stored in each record."""
+
+    args = None
+    exc_info = None
+    stack_info = None
 
 
 RECORD_ATTRIBUTES = tuple(name for name in logging.makeLogRecord({}).__dict__ if name != "message")

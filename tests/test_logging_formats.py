@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
-from logging_setup.formats import (RECORD_START, JournalFormatter, LineFormatter, console_formatter,
-                                    stream_is_journal, syslog_priority)
+from logging_setup.formats import (LOG_FORMAT, RECORD_START, JournalFormatter, LineFormatter, OneLineFormatter,
+                                    console_formatter, stream_is_journal, syslog_priority)
 
 WAIT = 20.0
 
@@ -117,3 +117,22 @@ def test_a_name_that_is_not_text_is_written_as_its_escaped_text():
     line = LineFormatter().format(logging.makeLogRecord({"name": "n", "msg": "m", "levelname": "INFO",
                                                          "processName": ["a b", 1]}))
     assert " ['a\\x20b',\\x201] n INFO " in line
+
+
+@pytest.mark.parametrize("names", [("sensor:door", "sensors.gpio", "INFO"), ("log-listener", "a.b", "WARNING"),
+                                   ("sensor:a very long name", "x\ny", "Level 25"), ("p", "n", "CRITICAL")])
+def test_the_line_formatter_writes_what_the_generic_format_writes(names):
+    process, logger, level = names
+    made = logging.makeLogRecord({"name": logger, "msg": "reading %s\x1b[2J", "args": ("x",), "levelname": level,
+                                  "processName": process, "created": 1764000000.999, "msecs": 999.0})
+    generic = OneLineFormatter(LOG_FORMAT)
+    generic.converter = LineFormatter.converter
+    formatter = LineFormatter()
+    assert [formatter.format(made) for _ in range(2)] == [generic.format(logging.makeLogRecord(made.__dict__))] * 2
+
+
+def test_names_equal_as_numbers_keep_their_own_text():
+    formatter = LineFormatter()
+    lines = [formatter.format(logging.makeLogRecord({"name": name, "msg": "m", "levelname": "INFO", "processName": "p"}))
+             for name in (1, 1.0, True, 1)]
+    assert [line.split()[3] for line in lines] == ["1", "1.0", "True", "1"]
