@@ -477,6 +477,12 @@ def test_a_sensor_slow_to_stop_on_reload_delays_no_other(make_tree):
     assert log_time(beta_started) < log_time(killed) - 2.0
 
 
+LONG_STOP = 10
+"""The stuck sensor's stop_timeout below: longer than the 1 s wait, the
+restart of another sensor and a ``status`` run take together, each bounded
+by its own wait, so the stuck one is still stopping when status looks."""
+
+
 def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
     """The loop never waits on one child: while a sensor stuck in read()
     takes its stop_timeout, another one's crash is restarted on time and the
@@ -485,7 +491,8 @@ def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
     tree = make_tree(counter("alpha") + stuck, "backoff_initial = 0.5\n")
 
     def with_long_stop():
-        tree.config_path.write_text(tree.config_path.read_text().replace("stop_timeout = 3", "stop_timeout = 20"))
+        tree.config_path.write_text(tree.config_path.read_text().replace("stop_timeout = 3",
+                                                                         f"stop_timeout = {LONG_STOP}"))
 
     with_long_stop()
     tree.start()
@@ -495,7 +502,7 @@ def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
     tree.signal(signal.SIGHUP)
     wait_for(lambda: tree.log_lines("reloaded: added none; removed stuck; restarted none; unchanged 1"), 10,
              what="reload line")
-    time.sleep(2.0)
+    time.sleep(1.0)  # well into the stuck sensor's stop
     killed_at = time.monotonic()
     os.kill(alpha["pid"], signal.SIGKILL)
     back = wait_for(lambda: (s := tree.sensor_state("alpha")) and s["pid"] not in (None, alpha["pid"]) and s,
@@ -514,7 +521,7 @@ def test_a_hung_sensor_reloaded_away_stalls_no_other(make_tree):
     tree.wait_readings("alpha", len(tree.readings("alpha")) + 1)
     tree.signal(signal.SIGTERM)
     assert tree.wait_exit(30) == 0
-    assert len(tree.log_lines("sensor stuck: did not stop within 20.0 s; killing pid")) == 1
+    assert len(tree.log_lines(f"sensor stuck: did not stop within {LONG_STOP:.1f} s; killing pid")) == 1
     assert tree.log_lines()[-1].endswith("edgesense stopped")
     assert tree.leftovers() == []
 
@@ -523,7 +530,9 @@ def test_a_listener_that_cannot_start_stops_the_tree_with_one_clear_line(make_tr
     """The log folder turns into a file under a running tree (validation
     accepts no such folder at start); the killed listener's successors die
     at once, each saying why in one line, and the tree gives up."""
-    tree = make_tree(COUNTERS, 'state_file = "state/state.json"\n')
+    # backoff_max keeps the five growing delays between the listener's
+    # restarts short: 0.5, 1, 1, 1 s.
+    tree = make_tree(COUNTERS, 'state_file = "state/state.json"\nbackoff_max = 1\n')
     tree.state_path = tree.dir / "state" / "state.json"
     tree.start()
     tree.wait_running("alpha", "beta")
