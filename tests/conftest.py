@@ -5,6 +5,26 @@ import pytest
 
 from helpers import START_METHODS
 
+ONE_WORKER_MODULES = ("tests/test_deploy.py",)
+"""Test modules whose session fixtures are costly (test_deploy.py builds a
+wheelhouse and installs a root once): under pytest-xdist all their tests
+run on one worker, so each fixture is still built once per run."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler: each test goes to the next free worker on
+    its own, except the tests of ONE_WORKER_MODULES, which go together (the
+    largest group first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return OneWorkerModules(config, log)
+
 
 @pytest.fixture(params=START_METHODS)
 def start_method(request):
