@@ -8,10 +8,15 @@ import os
 import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 from helpers import edgesense_command, edgesense_environment, wait_for
 from logging_setup.names import oldest_first
+
+KILL_PASSES = 100
+"""Rounds of SIGKILL to every live process of a tree's session at its
+teardown (a process forked meanwhile is found by the next round)."""
 
 
 def session_pids(sid):
@@ -139,22 +144,24 @@ class RunningTree:
         return session_pids(self.pid)
 
     def close(self):
-        """Teardown: never leave a process of the tree behind."""
+        """Teardown: never leave a process of the tree behind. The test is
+        done with the tree, so every process of it is killed at once (a
+        stop would wait out the stop_timeout of a sensor stuck in read()
+        for nothing)."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in session_pids(self.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for _ in range(KILL_PASSES):
+            left = session_pids(self.pid)
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
         if self.process.poll() is None:
             self.process.kill()
-            self.process.wait()
+        self.process.wait(10)
         self.stdout.close()
         self.stderr.close()
