@@ -138,7 +138,9 @@ class LineFormatter(OneLineFormatter):
             head = None
         if head is None:
             head = self._head(names)
-        return f"{self.formatTime(record)} {head} {escape(record.getMessage())}"
+        if int(record.created) != self._second:
+            self._start_second(record.created)
+        return f"{self._second_text},{int(record.msecs):03d} {head} {escape(record.getMessage())}"
 
     def _head(self, names):
         """The process, logger and level fields of ``LOG_FORMAT``."""
@@ -151,11 +153,13 @@ class LineFormatter(OneLineFormatter):
     def formatTime(self, record, datefmt=None):
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
-        if second != self._second:
-            self._second_text = time.strftime(self.default_time_format, self.converter(record.created))
-            self._second = second
+        if int(record.created) != self._second:
+            self._start_second(record.created)
         return self.default_msec_format % (self._second_text, record.msecs)
+
+    def _start_second(self, created):
+        self._second_text = time.strftime(self.default_time_format, self.converter(created))
+        self._second = int(created)
 
 
 class RenderingFormatter(logging.Formatter):

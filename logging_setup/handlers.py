@@ -18,12 +18,9 @@ class LogFileHandler(logging.Handler):
 
     def emit(self, record):
         try:
-            self.file.append(self.line(record))
+            self.file.append((self.formatter.format(record) + "\n").encode("utf-8", "backslashreplace"))
         except Exception:
             self.handleError(record)
-
-    def line(self, record):
-        return (self.formatter.format(record) + "\n").encode("utf-8", "backslashreplace")
 
     def flush(self):
         self.file.flush()
