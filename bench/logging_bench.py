@@ -12,12 +12,15 @@ machine, with the same line format.
 (c) latency: p50/p99 from the log call to the line being readable in the
     file, 4 processes x 100 records/s, edgesense rotating 64 KiB files
     with gzip (several rotations a run), followed across rotations as
-    ``tail -F`` does.
+    ``tail -F`` does; and, as the floor of any path through a listener
+    process, a bare datagram's trip from the same paced writers to a
+    process waiting in poll (no logging, no file).
 
 Each figure is also printed as a ratio to the upper bound. Throughput is
 the best of ``--repeat`` runs of each path, interleaved (the machine may be
 busy with other work); the median is printed too. The sensor's own cost
-per call is bench/sensor_call_cost.py. Run from the repository root:
+per call is bench/sensor_call_cost.py, the listener's per record
+bench/listener_record_cost.py. Run from the repository root:
 
     python bench/logging_bench.py [--records 20000] [--latency-seconds 10] [--start-method fork]
 """
@@ -29,6 +32,8 @@ import logging.handlers
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import select
+import socket
 import statistics
 import sys
 import tempfile
@@ -218,15 +223,51 @@ def upper_bound_throughput(directory, count):
 
 # --- (b) latency ------------------------------------------------------------
 
+def paced(count, probe):
+    """Calls ``probe(send_time_ns)`` ``count`` times at LATENCY_RATE."""
+    started = time.monotonic()
+    for number in range(count):
+        time.sleep(max(0.0, started + number / LATENCY_RATE - time.monotonic()))
+        probe(time.monotonic_ns())
+
+
 def paced_writer(setup, count):
     """Logs ``count`` records at LATENCY_RATE, each carrying its send time."""
     if setup is not None:
         setup()
     log = logging.getLogger("bench.latency")
-    started = time.monotonic()
-    for number in range(count):
-        time.sleep(max(0.0, started + number / LATENCY_RATE - time.monotonic()))
-        log.info("latency probe %d", time.monotonic_ns())
+    paced(count, partial(log.info, "latency probe %d"))
+
+
+def paced_datagram_writer(sender, count):
+    """Sends ``count`` bare datagrams at LATENCY_RATE, each its send time."""
+    paced(count, lambda sent: sender.send(sent.to_bytes(8, "little")))
+
+
+def datagram_hop_latency(directory, count):
+    """The floor of any path through a listener process: a bare datagram
+    from each paced writer to a receiver that waits in poll, with no
+    logging at either end (``directory`` is unused)."""
+    receiver, sender = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    writers, done = paced_writers(paced_datagram_writer, (sender,), count)
+    poller = select.poll()
+    poller.register(receiver, select.POLLIN)
+    latencies = []
+    while len(latencies) < WRITERS * count and (poller.poll(1000) or not done()):
+        while (data := _received(receiver)) is not None:
+            latencies.append((time.monotonic_ns() - int.from_bytes(data, "little")) / 1e6)
+    for writer in writers:
+        writer.join()
+    receiver.close()
+    sender.close()
+    return latencies
+
+
+def _received(receiver):
+    try:
+        return receiver.recv(8, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
 
 
 def follow_latencies(live_file, count, writers_done):
@@ -311,6 +352,7 @@ def percentile(values, fraction):
 UPPER_BOUND = "plain FileHandler (upper bound)"
 PATHS = {
     UPPER_BOUND: (upper_bound_throughput, upper_bound_latency),
+    "bare datagram, no logging (floor)": (None, datagram_hop_latency),
     EdgesensePath.name: (partial(throughput_of, EdgesensePath), None),
     RotatingEdgesensePath.name: (partial(throughput_of, RotatingEdgesensePath), None),
     LatencyEdgesensePath.name: (None, partial(latency_of, LatencyEdgesensePath)),

@@ -12,6 +12,10 @@ import os
 import queue
 import threading
 
+COMPRESSION_NICENESS = 10
+"""How much lower than the listener's own the compression thread's priority
+is: a gzip waits for idle CPU rather than delaying a record or a reading."""
+
 
 class CompressionJob:
     """Compress the file open as ``source`` into ``fd`` (the temporary file
@@ -57,6 +61,7 @@ class BackgroundCompressor:
         self._jobs.put(job)
 
     def _work(self):
+        _yield_to_the_record_path()
         while (job := self._jobs.get()) is not None:
             job.run(self._compressor)
 
@@ -66,3 +71,13 @@ class BackgroundCompressor:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
+
+
+def _yield_to_the_record_path():
+    """Lower this thread's CPU priority (Linux gives each thread its own
+    nice value). Raising one's nice value needs no privilege."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
+                       + COMPRESSION_NICENESS)
+    except OSError:
+        pass

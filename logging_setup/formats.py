@@ -78,14 +78,19 @@ class OneLineFormatter(logging.Formatter):
     carries is escaped, whoever sent it.
 
     The few process, logger and level names a listener sees are escaped
-    once each and remembered (up to ``NAMES_REMEMBERED`` of them)."""
+    once each and remembered (up to ``NAMES_REMEMBERED`` of them). A
+    subclass whose line starts with those three fields names them in
+    ``HEAD`` (a ``str.format`` pattern) and builds its plain lines with
+    ``head``, which remembers each combination seen."""
 
     NAMES_REMEMBERED = 1024
+    HEAD = None
 
     def __init__(self, fmt=None, datefmt=None):
         super().__init__(fmt, datefmt)
         self._uses_time = self.usesTime()
         self._escaped_names = {}
+        self._heads = {}
 
     def format(self, record):
         record.message = escape(record.getMessage())
@@ -105,6 +110,19 @@ class OneLineFormatter(logging.Formatter):
                 lines += continuation_lines(text.rstrip("\n"))
         return "\n".join(lines)
 
+    def head(self, record):
+        """``HEAD`` filled with the record's escaped process, logger and level names."""
+        names = (getattr(record, "processName", ""), record.name, record.levelname)
+        try:
+            head = self._heads.get(names)
+        except TypeError:  # a name that is not even hashable
+            head = None
+        if head is None:
+            head = self.HEAD.format(*map(self._escaped_name, names))
+            if len(self._heads) < self.NAMES_REMEMBERED and all(type(name) is str for name in names):
+                self._heads[names] = head  # only plain text: a number sent as a name never finds another's (1 == 1.0)
+        return head
+
     def _escaped_name(self, value):
         if type(value) is not str:
             return escape_name(str(value))
@@ -118,44 +136,32 @@ class OneLineFormatter(logging.Formatter):
 
 class LineFormatter(OneLineFormatter):
     """``LOG_FORMAT``, built without the generic formatting for a record
-    without a traceback: the timestamp's strftime is done once per second,
-    and the escaped, padded process, logger and level fields are kept for
-    each combination seen (up to ``NAMES_REMEMBERED`` of them)."""
+    without a traceback, with the timestamp's strftime done once per second."""
+
+    HEAD = "{:<10} {} {:<8}"
 
     def __init__(self):
         super().__init__(LOG_FORMAT)
         self._second = None
         self._second_text = ""
-        self._heads = {}
 
     def format(self, record):
         if record.exc_info or record.exc_text or record.stack_info:
             return super().format(record)
-        names = (getattr(record, "processName", ""), record.name, record.levelname)
-        try:
-            head = self._heads.get(names)
-        except TypeError:  # a name that is not even hashable
-            head = None
-        if head is None:
-            head = self._head(names)
-        return f"{self.formatTime(record)} {head} {escape(record.getMessage())}"
-
-    def _head(self, names):
-        """The process, logger and level fields of ``LOG_FORMAT``."""
-        process, logger, level = map(self._escaped_name, names)
-        head = f"{process:<10} {logger} {level:<8}"
-        if len(self._heads) < self.NAMES_REMEMBERED and all(type(name) is str for name in names):
-            self._heads[names] = head  # only plain text: a number sent as a name never finds another's (1 == 1.0)
-        return head
+        if int(record.created) != self._second:
+            self._start_second(record.created)
+        return f"{self._second_text},{int(record.msecs):03d} {self.head(record)} {escape(record.getMessage())}"
 
     def formatTime(self, record, datefmt=None):
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
-        if second != self._second:
-            self._second_text = time.strftime(self.default_time_format, self.converter(record.created))
-            self._second = second
+        if int(record.created) != self._second:
+            self._start_second(record.created)
         return self.default_msec_format % (self._second_text, record.msecs)
+
+    def _start_second(self, created):
+        self._second_text = time.strftime(self.default_time_format, self.converter(created))
+        self._second = int(created)
 
 
 class RenderingFormatter(logging.Formatter):
@@ -194,16 +200,22 @@ class JournalFormatter(OneLineFormatter):
     """No timestamp, and a ``<N>`` syslog priority prefix on every line, so
     journald files each line of a traceback under the record's priority."""
 
+    HEAD = "{} {} {}"
+
     def __init__(self):
         super().__init__(JOURNAL_FORMAT)
 
     def format(self, record):
         prefix = f"<{syslog_priority(record.levelno)}>"
+        if not (record.exc_info or record.exc_text or record.stack_info):
+            return f"{prefix}{self.head(record)} {escape(record.getMessage())}"
         return "\n".join(prefix + line for line in super().format(record).split("\n"))
 
 
 def syslog_priority(levelno):
     """The syslog priority of a logging level (custom levels round down)."""
+    if levelno in SYSLOG_PRIORITIES:
+        return SYSLOG_PRIORITIES[levelno]
     for level in sorted(SYSLOG_PRIORITIES, reverse=True):
         if levelno >= level:
             return SYSLOG_PRIORITIES[level]

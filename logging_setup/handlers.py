@@ -1,6 +1,6 @@
-"""The listener's file handlers. ``emit`` only queues a line in its live
-file; the listener calls ``flush()`` once per batch of records, which writes
-each file with one ``os.write``."""
+"""The listener's handlers. ``emit`` only keeps a line (in its live file, or
+for the console); the listener calls ``flush()`` once per batch of records,
+which writes each file with one ``os.write`` and the console with one write."""
 
 import logging
 
@@ -18,12 +18,9 @@ class LogFileHandler(logging.Handler):
 
     def emit(self, record):
         try:
-            self.file.append(self.line(record))
+            self.file.append((self.formatter.format(record) + "\n").encode("utf-8", "backslashreplace"))
         except Exception:
             self.handleError(record)
-
-    def line(self, record):
-        return (self.formatter.format(record) + "\n").encode("utf-8", "backslashreplace")
 
     def flush(self):
         self.file.flush()
@@ -44,3 +41,35 @@ class ReadingsHandler(LogFileHandler):
             self.file.append(reading_line(reading).encode("utf-8", "backslashreplace"))
         except Exception:
             self.handleError(record)
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """Prints records on a stream (the journal under systemd) with one write
+    per batch, as the files are written: ``emit`` keeps the line, and the
+    listener's ``flush()`` after each batch writes what was kept."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._pending = []
+        self._last_record = None
+
+    def emit(self, record):
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+            self._last_record = record
+        except Exception:
+            self.handleError(record)
+
+    def flush(self):
+        if self._pending:
+            lines, self._pending = self._pending, []
+            try:
+                self.stream.write("".join(lines))
+            except Exception:
+                self.handleError(self._last_record)
+        super().flush()
+
+    def close(self):
+        self.flush()
+        super().close()
+

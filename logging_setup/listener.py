@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logging_setup.directory import LogDirectory
-from logging_setup.handlers import LogFileHandler, ReadingsHandler
+from logging_setup.handlers import ConsoleHandler, LogFileHandler, ReadingsHandler
 from logging_setup.names import LOG_FILE_NAME, READINGS_FILE_NAME
 from logging_setup.signals import ignore_tree_signals
 from logging_setup.formats import console_formatter
@@ -82,7 +82,7 @@ def _install_handlers(settings):
         raise OSError(errno.EEXIST, "; ".join(str(live.open_error) for live in lives))
     handlers = [LogFileHandler(lives[0]), ReadingsHandler(lives[1])]
     if settings.console:
-        console = logging.StreamHandler(sys.stderr)
+        console = ConsoleHandler(sys.stderr)
         console.setFormatter(console_formatter(sys.stderr))
         handlers.append(console)
     root = logging.getLogger()
@@ -124,17 +124,22 @@ def _serve(receiver, handlers):
     if parent is not None:
         poller.register(parent.sentinel, select.POLLIN)
     buffer = bytearray(MAX_DATAGRAM_BYTES + 1)
+    _flush(handlers)  # the listener's own first line
     while True:
         events = poller.poll()
         while True:
             received, stopped = _write_available(receiver, buffer, handlers)
-            for handler in handlers:
-                handler.flush()
+            _flush(handlers)
             if stopped or not received:
                 break
         parent_gone = any(fd != receiver.fileno() for fd, _ in events)
         if stopped or parent_gone:
             return
+
+
+def _flush(handlers):
+    for handler in handlers:
+        handler.flush()
 
 
 def _write_available(receiver, buffer, handlers):

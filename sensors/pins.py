@@ -12,7 +12,6 @@ import os
 import re
 import tempfile
 import warnings
-from importlib.metadata import entry_points
 
 from sensors import registry
 from sensors.problems import did_you_mean, render
@@ -115,6 +114,8 @@ def give_lgpio_a_work_dir():
 
 
 def _factory_entries():
+    from importlib.metadata import entry_points  # only when asked: most commands never need it
+
     return {entry.name.lower(): entry for entry in entry_points(group=FACTORY_GROUP)}
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 
 from helpers import disk_bytes
+from logging_setup.compression import COMPRESSION_NICENESS
 from logging_setup.directory import LogDirectory, gzip_file
 
 WAIT = 20.0
@@ -28,8 +29,6 @@ def write(live, lines):
     for line in lines:
         assert live.append(line)
     live.flush()
-
-
 
 
 def file_lines(path):
@@ -148,3 +147,26 @@ def test_a_listener_killed_mid_compression_leaves_no_torn_archive(mp_context, tm
     LogDirectory(folder, max_file_bytes=1000, max_total_bytes=100_000).open_live("edgesense.log")
     assert sorted(os.listdir(folder)) == ["edgesense.log", "edgesense.log.1"]
     assert lines_oldest_first(folder, "edgesense.log") == numbered_lines(30)
+
+
+def nice_of_thread(tid):
+    with open(f"/proc/self/task/{tid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_compression_thread_runs_below_the_record_path(tmp_path):
+    niceness = []
+
+    def observed_compressor(plain, packed):
+        niceness.append(nice_of_thread(threading.get_native_id()))
+        gzip_file(plain, packed)
+
+    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=100_000, compressor=observed_compressor,
+                             background=True)
+    live = directory.open_live("edgesense.log")
+    write(live, numbered_lines(21))
+    directory.close()
+
+    listener_nice = nice_of_thread(threading.get_native_id())
+    assert niceness == [min(19, listener_nice + COMPRESSION_NICENESS)]
+    assert sorted(os.listdir(tmp_path)) == ["edgesense.log", "edgesense.log.1.gz"]

@@ -1,6 +1,7 @@
 """Console formats (L9): the article's format in a terminal, the journal's
 when JOURNAL_STREAM names stderr."""
 
+import io
 import logging
 import os
 import sys
@@ -8,8 +9,9 @@ import sys
 import pytest
 
 from logging_setup import LogSettings, LogTransport, configure_process, run_listener
-from logging_setup.formats import (LOG_FORMAT, RECORD_START, JournalFormatter, LineFormatter, OneLineFormatter,
-                                    console_formatter, stream_is_journal, syslog_priority)
+from logging_setup.formats import (JOURNAL_FORMAT, LOG_FORMAT, RECORD_START, JournalFormatter, LineFormatter,
+                                    OneLineFormatter, console_formatter, stream_is_journal, syslog_priority)
+from logging_setup.handlers import ConsoleHandler
 
 WAIT = 20.0
 
@@ -119,16 +121,46 @@ def test_a_name_that_is_not_text_is_written_as_its_escaped_text():
     assert " ['a\\x20b',\\x201] n INFO " in line
 
 
+class JournalByTheGenericFormat(OneLineFormatter):
+    def format(self, record):
+        return f"<{syslog_priority(record.levelno)}>" + super().format(record)
+
+
 @pytest.mark.parametrize("names", [("sensor:door", "sensors.gpio", "INFO"), ("log-listener", "a.b", "WARNING"),
                                    ("sensor:a very long name", "x\ny", "Level 25"), ("p", "n", "CRITICAL")])
-def test_the_line_formatter_writes_what_the_generic_format_writes(names):
+@pytest.mark.parametrize("formatter, generic", [(LineFormatter, lambda: OneLineFormatter(LOG_FORMAT)),
+                                                (JournalFormatter, lambda: JournalByTheGenericFormat(JOURNAL_FORMAT))])
+def test_plain_lines_are_what_the_generic_format_writes(names, formatter, generic):
     process, logger, level = names
     made = logging.makeLogRecord({"name": logger, "msg": "reading %s\x1b[2J", "args": ("x",), "levelname": level,
+                                  "levelno": logging.getLevelName(level) if level != "Level 25" else 25,
                                   "processName": process, "created": 1764000000.999, "msecs": 999.0})
-    generic = OneLineFormatter(LOG_FORMAT)
-    generic.converter = LineFormatter.converter
-    formatter = LineFormatter()
-    assert [formatter.format(made) for _ in range(2)] == [generic.format(logging.makeLogRecord(made.__dict__))] * 2
+    formatter = formatter()
+    expected = generic().format(logging.makeLogRecord(made.__dict__))
+    assert [formatter.format(made) for _ in range(2)] == [expected] * 2
+
+
+class WritesCounted(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text):
+        self.writes += 1
+        return super().write(text)
+
+
+def test_the_console_gets_one_write_per_batch():
+    stream = WritesCounted()
+    console = ConsoleHandler(stream)
+    console.setFormatter(JournalFormatter())
+    for number in range(5):
+        console.emit(record(logging.INFO, f"reading {number}"))
+    assert stream.writes == 0
+    console.flush()
+    console.flush()
+    assert stream.writes == 1
+    assert stream.getvalue().splitlines() == [f"<6>sensor:door sensors.gpio INFO reading {number}" for number in range(5)]
 
 
 def test_names_equal_as_numbers_keep_their_own_text():
