@@ -21,7 +21,7 @@ from app.config import (LEVELS, SEARCH_PATHS, ConfigError, find_config, load_con
 from app.config_file import absolute_path
 from app.exit_status import ExitStatus
 from app.logview import RecordFilter, same_sensor_name, sensor_names, show_logs
-from app.mqtt_settings import describe_mqtt
+from app.mqtt_settings import describe_mqtt, missing_client_library
 from app.paths import ServiceUser, judgement_notes
 from app.service_unit import unit_for_config
 from app.statusview import (StateFileError, describe_state, latest_readings, read_state,
@@ -213,7 +213,7 @@ def cmd_check(args, env):
     unit = unit_for_config(absolute_path(path, env.cwd))
     service_user = _service_user(path, env, unit)
     config = load_config(path, cwd=env.cwd, service_user=service_user)
-    for warning in (_gpio_warning(config), _network_warning(config, unit)):
+    for warning in (_gpio_warning(config), _network_warning(config, unit), _client_warning(config, unit)):
         if warning:
             print(f"edgesense: warning: {warning}", file=env.stderr)
     print("\n".join(summary(config, name=path) + folder_notes(config, service_user)
@@ -260,6 +260,12 @@ def _gpio_warning(config):
         return None
     noun = "sensor" if len(needing) == 1 else "sensors"
     return f"{noun} {', '.join(needing)} need{'s' if len(needing) == 1 else ''} GPIO pins, but {problem}"
+
+
+def _client_warning(config, unit):
+    """Why the publisher of the config's [mqtt] cannot start on this Python
+    (paho-mqtt missing) and how to install it, or None."""
+    return missing_client_library(by_install_sh=unit is not None) if config.mqtt is not None else None
 
 
 def _network_warning(config, unit):

@@ -3,7 +3,9 @@
 ``edgesense check`` says of it. Publishing is on when the table is there;
 without it nothing MQTT is imported."""
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
 
 from app.config_schema import MqttSettings
@@ -14,6 +16,8 @@ TLS_PORT = 8883
 NODE_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 TOPIC_LEVELS = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 HOST_NAME = re.compile(r"[A-Za-z0-9._:-]{1,253}")
+CLIENT_REQUIREMENT = "paho-mqtt>=2.0,<3"
+"""The MQTT client library: the package's extra ``mqtt`` (pyproject.toml)."""
 
 
 def mqtt_problems(values, given):
@@ -70,3 +74,17 @@ def describe_mqtt(settings):
         f"    availability: {prefix}/availability (retained, and the last will)",
         f"    Home Assistant discovery: {discovery}",
     ]
+
+
+def missing_client_library(by_install_sh=False):
+    """Why the publisher cannot start on this Python, and how to fix it, in
+    one line; None when paho-mqtt is there. A plain ``pip install edgesense``
+    leaves it out; install.sh (``by_install_sh``: the installed unit runs the
+    config) installs it for a config with ``[mqtt]``."""
+    if importlib.util.find_spec("paho") is not None:
+        return None
+    pip = f"{sys.executable} -m pip install '{CLIENT_REQUIREMENT}'"
+    fix = (f"re-run install.sh, which installs it for a config with [mqtt] (or: sudo {pip})" if by_install_sh
+           else f"install it with: {pip}")
+    return (f"[mqtt] is set, but paho-mqtt is not installed for {sys.executable}, "
+            f"so the publisher cannot send anything; {fix}")

@@ -11,6 +11,8 @@ The loop is one thread: ``client.loop()`` waits on the socket for at most
 ``POLL_SECONDS`` (a reading is sent within about that long of reaching the
 file), a refused or lost connection is one line in the log and a retry
 after a bounded backoff, and the readings keep waiting on disk meanwhile.
+paho-mqtt missing is one such line too (not a traceback per restart): the
+sensors go on, and the publisher starts sending once it can import paho.
 """
 
 import json
@@ -22,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from app.backlog import Backlog, Position
+from app.mqtt_settings import missing_client_library
 from app.mqtt_wire import (OFFLINE, ONLINE, Topics, cleared_discovery, discovery_messages,
                            reading_id, reading_payload)
 
@@ -202,6 +205,10 @@ class Publisher:
     # --- sessions ---
 
     def _connect(self):
+        missing = missing_client_library()
+        if missing:  # one line, then a quiet look every few seconds: pip may install it meanwhile
+            self._failed(missing)
+            return
         try:
             password = read_password(self.settings.password_file) if self.settings.password_file else None
         except (OSError, UnicodeDecodeError) as error:

@@ -6,7 +6,8 @@
 #   edgesense-firstboot.service,
 #   edgesense.service.d/, sysusers.d/
 #                      a copy of deploy/ (`cp -rL deploy BOOT/edgesense`)
-#   wheels/            edgesense and its dependencies (`pip wheel -w wheels .`), or
+#   wheels/            edgesense and its dependencies (`pip wheel -w wheels .`;
+#                      `'.[mqtt]'` for a config with [mqtt]), or
 #   src/               a checkout, built on the Pi (needs the network)
 #   config.toml        optional: your config (else the example config)
 #

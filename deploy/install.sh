@@ -28,7 +28,8 @@ Usage: sh $PROG [options]
 
 Installs edgesense as the systemd service $UNIT, or upgrades it in place:
   the system user edgesense (in the gpio, spi and i2c groups) from $SYSUSERS,
-  a venv in $VENV holding the package (this checkout, or --wheel),
+  a venv in $VENV holding the package (this checkout, or --wheel), with
+  paho-mqtt for the publisher when the config has an [mqtt] table,
   $CONFIG (the example config, or --config FILE; an existing one is kept),
   $UNIT_DIR/$UNIT, enabled and started, and the command $COMMAND_LINK;
   with an [mqtt] table in the config, the drop-in $NETWORK_DROP_IN
@@ -40,7 +41,8 @@ Options:
   --source DIR       build the package from this checkout (default: the one
                      holding this script, $(dirname "$HERE"))
   --wheelhouse DIR   take the package and its dependencies from DIR only, no
-                     index (a folder made by \`pip wheel -w DIR .\`)
+                     index (a folder made by \`pip wheel -w DIR .\`, or
+                     \`pip wheel -w DIR '.[mqtt]'\` for a config with [mqtt])
   --config FILE      the config to install when $CONFIG does not exist
                      yet (a relative or missing log dir becomes $LOG_DIR);
                      checked, with the unit's Environment=, before anything
@@ -109,6 +111,7 @@ ON_HOST=$([ -z "$ROOT" ] && echo yes || echo no)
 CHANGED=no
 FRESH_VENV=no
 STAGE=
+EXTRAS=
 
 # --- install steps -----------------------------------------------------------
 
@@ -192,45 +195,77 @@ fetch_wheel() {
     printf '%s\n' "$WORK/wheel/$(basename "$WHEEL")"
 }
 
-# The new package goes where the check sees it without replacing the installed
-# one: straight into a venv that holds none yet, else into a staging folder
-# that comes first on the check's PYTHONPATH.
+# The new package (with its extras: choose_extras) goes where the check sees
+# it without replacing the installed one: straight into a venv that holds none
+# yet, else into a staging folder that comes first on the check's PYTHONPATH.
+# The stamp names the package and its extras. The same package is kept: for
+# a config that gains [mqtt], paho-mqtt is added beside it (that replaces
+# nothing); one that loses [mqtt] keeps it, unused.
 stage_package() {
-    STAMP="$(installer digest "$WHEEL_FILE") $(basename "$WHEEL_FILE")"
-    if [ -f "$R$PREFIX/installed-wheel" ]; then
-        if [ "$(cat "$R$PREFIX/installed-wheel")" = "$STAMP" ]; then
-            say "package: kept $(basename "$WHEEL_FILE") (already installed)"
-            return
-        fi
-        STAGE=$WORK/stage
-        pip_from_sources install --quiet --target "$STAGE" "$WHEEL_FILE" \
-            || die "pip could not install $WHEEL_FILE"
-    else
+    package="$(installer digest "$WHEEL_FILE") $(basename "$WHEEL_FILE")"
+    STAMP=$package$EXTRAS
+    if [ ! -f "$R$PREFIX/installed-wheel" ]; then
         install_package
+        return
+    fi
+    installed=$(cat "$R$PREFIX/installed-wheel")
+    if [ "$installed" = "$STAMP" ]; then
+        say "package: kept $(basename "$WHEEL_FILE") (already installed)"
+    elif [ "$installed" = "$package[mqtt]" ]; then
+        say "package: kept $(basename "$WHEEL_FILE") (already installed; its paho-mqtt stays, unused without [mqtt])"
+    elif [ "$installed" = "$package" ]; then
+        say "package: adding paho-mqtt to $(basename "$WHEEL_FILE") in $R$VENV ([mqtt] in the config)"
+        pip_from_sources install --quiet "$WHEEL_FILE$EXTRAS" || cannot_install
+        printf '%s\n' "$STAMP" >"$R$PREFIX/installed-wheel"
+        CHANGED=yes
+    else
+        STAGE=$WORK/stage
+        pip_from_sources install --quiet --target "$STAGE" "$WHEEL_FILE$EXTRAS" || cannot_install
     fi
 }
 
 install_package() {
-    say "package: installing $(basename "$WHEEL_FILE") into $R$VENV"
+    say "package: installing $(basename "$WHEEL_FILE") into $R$VENV$(with_client)"
     if [ "$FRESH_VENV" = no ]; then
         rm -f "$R$PREFIX/installed-wheel"
         pip uninstall --quiet --yes edgesense
     fi
-    pip_from_sources install --quiet "$WHEEL_FILE" || die "pip could not install $WHEEL_FILE"
+    pip_from_sources install --quiet "$WHEEL_FILE$EXTRAS" || cannot_install
     printf '%s\n' "$STAMP" >"$R$PREFIX/installed-wheel"
     CHANGED=yes
 }
 
+# The publisher imports paho-mqtt, the package's extra "mqtt": a config with
+# an [mqtt] table gets it. A config that loses the table leaves it installed,
+# unused (nothing imports it without [mqtt]).
+choose_extras() {
+    if installer has-table "$CANDIDATE" mqtt; then
+        EXTRAS=[mqtt]
+    fi
+}
+
+with_client() { [ -z "$EXTRAS" ] || printf ' with paho-mqtt ([mqtt] in the config)'; }
+
+cannot_install() {
+    hint=
+    if [ -n "$EXTRAS" ] && [ -n "$WHEELHOUSE" ]; then
+        hint=": $WHEELHOUSE needs paho-mqtt's wheel too (pip wheel -w DIR '.[mqtt]')"
+    fi
+    die "pip could not install $(basename "$WHEEL_FILE")$(with_client)$hint"
+}
+
+# The example config of the package to install, read from its wheel (or
+# the one beside this script, for a wheel without one).
 example_config() {
-    packaged=$(PYTHONPATH=$STAGE "$R$VENV/bin/python" -P -c \
-        'from importlib.resources import files; print(files("app") / "config.example.toml")' 2>/dev/null || true)
-    for candidate in "$packaged" "$HERE/config.example.toml"; do
-        if [ -n "$candidate" ] && [ -f "$candidate" ]; then
-            printf '%s\n' "$candidate"
-            return
-        fi
-    done
-    die "no example config in the package or beside $PROG: pass --config FILE"
+    if installer example-config "$WHEEL_FILE" >"$WORK/example.toml" 2>/dev/null; then
+        CONFIG_FROM=$WORK/example.toml
+        CONFIG_LABEL="the example config of $(basename "$WHEEL_FILE")"
+    elif [ -f "$HERE/config.example.toml" ]; then
+        CONFIG_FROM=$HERE/config.example.toml
+        CONFIG_LABEL=$CONFIG_FROM
+    else
+        die "no example config in the package or beside $PROG: pass --config FILE"
+    fi
 }
 
 # Relative paths in a config resolve against its folder, /etc/edgesense, which
@@ -247,14 +282,15 @@ prepare_config() {
     fi
     if [ -n "$CONFIG_SOURCE" ]; then
         CONFIG_FROM=$CONFIG_SOURCE
+        CONFIG_LABEL=$CONFIG_SOURCE
     else
-        CONFIG_FROM=$(example_config) || exit 1
+        example_config
     fi
     if ! problem=$(installer config "$CONFIG_FROM" "$LOG_DIR" "$STATE_FILE" 2>&1 >"$WORK/config.toml"); then
         die "$problem"
     fi
     if [ -e "$target" ] && cmp -s "$WORK/config.toml" "$target"; then
-        say "config: kept $target (the same as $CONFIG_FROM)"
+        say "config: kept $target (the same as $CONFIG_LABEL)"
         return
     fi
     CANDIDATE=$WORK/config.toml
@@ -265,7 +301,7 @@ prepare_config() {
 # Errors name the file they were found in.
 check_config() {
     label=$CANDIDATE
-    [ "$CANDIDATE" = "$R$CONFIG" ] || label=$CONFIG_FROM
+    [ "$CANDIDATE" = "$R$CONFIG" ] || label=$CONFIG_LABEL
     if output=$(installer service-env "$R" "$HERE/$UNIT" "$STAGE" -- \
         "$R$VENV/bin/python" -P -m app check --config "$CANDIDATE" 2>&1); then
         printf '%s\n' "$output" | without_network_warning | relabel "$CANDIDATE" "$label"
@@ -289,7 +325,7 @@ install_config() {
         cp -p "$target" "$target.old"
         say "config: replacing $target (the previous one is $target.old)"
     fi
-    say "config: writing $target from $CONFIG_FROM (a relative or missing log dir becomes $LOG_DIR, a relative state file $STATE_FILE)"
+    say "config: writing $target from $CONFIG_LABEL (a relative or missing log dir becomes $LOG_DIR, a relative state file $STATE_FILE)"
     cp "$WORK/config.toml" "$target.new"
     chmod 0644 "$target.new"
     mv "$target.new" "$target"
@@ -424,8 +460,9 @@ do_install() {
     trap 'rm -rf "$WORK"' EXIT
     make_venv
     WHEEL_FILE=$(fetch_wheel) || exit 1
-    stage_package
     prepare_config
+    choose_extras
+    stage_package
     check_config
     [ -z "$STAGE" ] || install_package
     install_config

@@ -1,12 +1,14 @@
 """The parts of install.sh that are easier to get right in Python (stdlib only).
 
     python3 installer.py digest WHEEL
+    python3 installer.py example-config WHEEL                   > the wheel's example config
     python3 installer.py config SOURCE LOG_DIR STATE_FILE      > installed config
     python3 installer.py has-table CONFIG TABLE                 exit 0 if it has [TABLE]
     python3 installer.py relocate ROOT VENV
     python3 installer.py service-env ROOT UNIT STAGE -- COMMAND [ARGUMENT ...]
 
-``config`` and ``relocate`` print one line on stderr and exit 1 when they
+``example-config`` exits 1 for a wheel without one; ``config`` and
+``relocate`` print one line on stderr and exit 1 when they
 cannot do their job.
 """
 
@@ -46,6 +48,17 @@ def wheel_digest(wheel):
 
 
 # --- config ------------------------------------------------------------------
+
+EXAMPLE_IN_WHEEL = "app/config.example.toml"
+
+
+def example_config(wheel):
+    """The example config the wheel carries (bytes), or None."""
+    with zipfile.ZipFile(wheel) as archive:
+        try:
+            return archive.read(EXAMPLE_IN_WHEEL)
+        except KeyError:
+            return None
 
 
 def service_config(text, source, log_dir, state_file):
@@ -239,6 +252,11 @@ def main(argv):
     command, arguments = argv[0], argv[1:]
     if command == "digest":
         print(wheel_digest(arguments[0]))
+    elif command == "example-config":
+        example = example_config(arguments[0])
+        if example is None:
+            sys.exit(1)
+        sys.stdout.buffer.write(example)
     elif command == "config":
         source, log_dir, state_file = arguments
         text = Path(source).read_text(encoding="utf-8-sig")

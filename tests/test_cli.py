@@ -202,6 +202,39 @@ def test_check_prints_the_broker_and_the_topics_of_an_mqtt_table(tmp_path):
     ]
 
 
+def hide_paho(monkeypatch):
+    """paho-mqtt as a Python without it sees it: a None in sys.modules makes
+    find_spec return None and an import raise ModuleNotFoundError."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "paho", None)
+
+
+def test_check_warns_once_when_mqtt_is_set_and_paho_cannot_be_imported(tmp_path, monkeypatch):
+    import sys
+
+    config = tmp_path / "edgesense.toml"
+    config.write_text('[mqtt]\nhost = "hub.local"\n\n' + ONE_SENSOR)
+    hide_paho(monkeypatch)
+
+    result = edgesense_in_process("check", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"edgesense: warning: [mqtt] is set, but paho-mqtt is not installed for {sys.executable}, so the "
+        f"publisher cannot send anything; install it with: {sys.executable} -m pip install 'paho-mqtt>=2.0,<3'\n")
+    assert result.stdout.splitlines()[0] == f"{config}: OK"
+
+
+def test_check_says_nothing_of_paho_without_mqtt(tmp_path, monkeypatch):
+    (tmp_path / "edgesense.toml").write_text(ONE_SENSOR)
+    hide_paho(monkeypatch)
+
+    result = edgesense_in_process("check", cwd=tmp_path)
+
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 def test_version_is_the_installed_one_and_the_projects(tmp_path):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
@@ -252,6 +285,21 @@ def test_check_warns_once_when_mqtt_meets_a_unit_without_network(tmp_path, monke
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 and IPAddressDeny= in one: sudo systemctl edit "
         "edgesense), then sudo systemctl restart edgesense; a reload does not change the sandbox\n")
     assert result.stdout.splitlines()[0] == f"{config}: OK"
+
+
+def test_check_of_the_installed_config_without_paho_says_to_re_run_install_sh(tmp_path, monkeypatch):
+    import sys
+
+    config = installed_unit_root(tmp_path, drop_in="network.conf")
+    hide_paho(monkeypatch)
+
+    result = check_under_the_unit_at(tmp_path, config, monkeypatch)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"edgesense: warning: [mqtt] is set, but paho-mqtt is not installed for {sys.executable}, so the "
+        "publisher cannot send anything; re-run install.sh, which installs it for a config with [mqtt] "
+        f"(or: sudo {sys.executable} -m pip install 'paho-mqtt>=2.0,<3')\n")
 
 
 def test_check_says_nothing_of_the_network_when_the_drop_in_opens_it(tmp_path, monkeypatch):

@@ -101,11 +101,13 @@ def tree(root):
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory):
-    """edgesense's wheel (from this checkout) and its dependencies' wheels."""
+    """edgesense's wheel (from this checkout) and its dependencies' wheels,
+    paho-mqtt's (the extra "mqtt") included."""
     source = tmp_path_factory.mktemp("source") / "edgesense"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
     folder = tmp_path_factory.mktemp("wheels")
-    ok(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", folder, source], timeout=110))
+    ok(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", folder, f"{source}[mqtt]"],
+           timeout=110))
     return folder
 
 
@@ -1188,6 +1190,18 @@ INSTALLED_NETWORK_DROP_IN = Path("etc/systemd/system/edgesense.service.d/network
 MQTT_CONFIG = '[mqtt]\nhost = "hub.local"\n\n' + SENSOR
 
 
+def paho_in(root):
+    """The version of paho-mqtt the venv installed under ``root`` imports, or None."""
+    found = run([root / VENV / "bin/python", "-c",
+                 "import paho.mqtt.client, importlib.metadata as m; print(m.version('paho-mqtt'))"])
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def check_in(root, config):
+    """`edgesense check` of ``config`` by the venv installed under ``root``."""
+    return run([root / VENV / "bin/python", "-m", "app", "check", "--config", config])
+
+
 def verify_unit_at(root):
     """`systemd-analyze verify --root` of the unit installed under ``root``
     with its drop-ins (the root gets this machine's targets and kill(1))."""
@@ -1213,6 +1227,9 @@ def test_a_config_with_mqtt_gets_the_network_drop_in_and_one_without_loses_it(fr
 
     opened = ok(install(fresh_install, *options, with_mqtt))
 
+    assert (f"install.sh: package: adding paho-mqtt to {wheel.name} in {fresh_install / VENV} ([mqtt] in the config)"
+            in opened.stdout.splitlines())
+    assert paho_in(fresh_install).startswith("2.")
     assert (fresh_install / INSTALLED_NETWORK_DROP_IN).read_bytes() == NETWORK_DROP_IN.read_bytes()
     assert (f"install.sh: network ([mqtt] in the config): installing {fresh_install / INSTALLED_NETWORK_DROP_IN}"
             in opened.stdout.splitlines())
@@ -1245,6 +1262,64 @@ def test_the_network_drop_in_stays_beside_a_drop_in_of_the_operators_and_goes_at
     ok(run(["sh", INSTALL, "--root", fresh_install, "--uninstall"]))
 
     assert sorted(path.name for path in drop_ins.iterdir()) == ["override.conf"]
+
+
+def test_an_install_without_mqtt_has_no_paho_and_its_check_warns_of_an_mqtt_table(installed, tmp_path):
+    python = installed / VENV / "bin/python"
+    with_mqtt = tmp_path / "with-mqtt.toml"
+    with_mqtt.write_text(MQTT_CONFIG)
+
+    result = ok(check_in(installed, with_mqtt))
+
+    assert paho_in(installed) is None
+    assert result.stderr == (
+        f"edgesense: warning: [mqtt] is set, but paho-mqtt is not installed for {python}, so the publisher "
+        f"cannot send anything; install it with: {python} -m pip install 'paho-mqtt>=2.0,<3'\n")
+
+
+def test_an_upgrade_with_mqtt_is_checked_with_paho_and_keeps_it_once_the_table_is_gone(fresh_install, wheel,
+                                                                                      wheelhouse, tmp_path):
+    with_mqtt, without = tmp_path / "with-mqtt.toml", tmp_path / "without.toml"
+    with_mqtt.write_text(MQTT_CONFIG)
+    without.write_text(SENSOR)
+    options = ["--wheel", another_wheel(wheel, tmp_path / "upgrade"), "--wheelhouse", wheelhouse,
+               "--replace-config", "--config"]
+
+    gained = ok(install(fresh_install, *options, with_mqtt))
+
+    assert "warning" not in gained.stdout + gained.stderr  # the check imported paho from the staging folder
+    assert (f"install.sh: package: installing {wheel.name} into {fresh_install / VENV} with paho-mqtt "
+            "([mqtt] in the config)" in gained.stdout.splitlines())
+    assert paho_in(fresh_install).startswith("2.")
+    assert ok(check_in(fresh_install, with_mqtt)).stderr == ""
+    assert names_of(fresh_install) == []
+
+    lost = ok(install(fresh_install, *options, without))
+
+    assert (f"install.sh: package: kept {wheel.name} (already installed; its paho-mqtt stays, unused without "
+            "[mqtt])" in lost.stdout.splitlines())
+    assert paho_in(fresh_install).startswith("2.")
+
+
+def test_a_wheelhouse_without_paho_for_a_config_with_mqtt_is_one_error_and_replaces_nothing(
+        fresh_install, wheel, wheelhouse, tmp_path):
+    without_paho = tmp_path / "wheels"
+    without_paho.mkdir()
+    for found in wheelhouse.glob("*.whl"):
+        if not found.name.startswith("paho_mqtt-"):
+            shutil.copy(found, without_paho)
+    with_mqtt = tmp_path / "with-mqtt.toml"
+    with_mqtt.write_text(MQTT_CONFIG)
+    before = tree(fresh_install)
+
+    result = install(fresh_install, "--wheel", wheel, "--wheelhouse", without_paho, "--config", with_mqtt,
+                     "--replace-config")
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"install.sh: error: pip could not install {wheel.name} with paho-mqtt ([mqtt] in the config): "
+        f"{without_paho} needs paho-mqtt's wheel too (pip wheel -w DIR '.[mqtt]')")
+    assert tree(fresh_install) == before
 
 
 def security_failures(root):
@@ -1330,6 +1405,7 @@ sed -i '/^\\[mqtt\\]$/,$d' /etc/edgesense/config.toml
 echo "--- close" >>"$SANDBOX/systemctl.log"
 install >"$SANDBOX/close.out" 2>&1
 [ ! -e /etc/systemd/system/edgesense.service.d ] || echo "left" >"$SANDBOX/drop-ins-left"
+/opt/edgesense/venv/bin/python -c 'import paho.mqtt.client' && echo "kept" >"$SANDBOX/paho"
 """
 
 
@@ -1347,13 +1423,20 @@ def test_mqtt_added_to_an_installed_config_is_warned_of_then_opened_by_install(t
 
     outputs = {path.stem: path.read_text() for path in sandbox.glob("*.out")}
     assert result.returncode == 0, f"{result.stderr}\n{outputs}"
-    (warning,) = (sandbox / "closed.err").read_text().splitlines()
+    warning, client_warning = (sandbox / "closed.err").read_text().splitlines()
+    assert client_warning == (
+        "edgesense: warning: [mqtt] is set, but paho-mqtt is not installed for /opt/edgesense/venv/bin/python, "
+        "so the publisher cannot send anything; re-run install.sh, which installs it for a config with [mqtt] "
+        "(or: sudo /opt/edgesense/venv/bin/python -m pip install 'paho-mqtt>=2.0,<3')")
     assert warning.startswith("edgesense: warning: [mqtt] is set, but the service has no network to reach "
                               "hub.local:1883 (PrivateNetwork=yes, RestrictAddressFamilies= without AF_INET and "
                               "AF_INET6, IPAddressDeny=any in /etc/systemd/system/edgesense.service and its "
                               "drop-ins): re-run install.sh, which adds the drop-in "
                               "/etc/systemd/system/edgesense.service.d/network.conf")
     assert "warning" not in outputs["open"]
+    assert (f"install.sh: package: adding paho-mqtt to {wheel.name} in /opt/edgesense/venv ([mqtt] in the config)"
+            in outputs["open"].splitlines())
+    assert (sandbox / "paho").read_text() == "kept\n"
     assert ("install.sh: network ([mqtt] in the config): installing "
             "/etc/systemd/system/edgesense.service.d/network.conf") in outputs["open"].splitlines()
     assert (sandbox / "opened.err").read_text() == ""

@@ -108,3 +108,12 @@ def test_nothing_imports_paho_until_a_publisher_connects():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_client_requirement_is_the_packages_mqtt_extra():
+    import tomllib
+
+    from app.mqtt_settings import CLIENT_REQUIREMENT
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["mqtt"] == [CLIENT_REQUIREMENT]

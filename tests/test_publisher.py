@@ -51,12 +51,18 @@ class Readings:
 
 
 class PublisherProcess:
-    def __init__(self, config):
+    """``python -m app.publisher``, or with ``before``: that code, then the
+    publisher's main, in one ``python -c``."""
+
+    def __init__(self, config, before=None):
         self.config = config
+        self.before = before
         self.process = None
 
     def start(self):
-        self.process = subprocess.Popen([sys.executable, "-m", "app.publisher", "--config", str(self.config)],
+        program = (["-m", "app.publisher"] if self.before is None
+                   else ["-c", self.before + "from app.publisher import main\nraise SystemExit(main())\n"])
+        self.process = subprocess.Popen([sys.executable, *program, "--config", str(self.config)],
                                         cwd=ROOT, stderr=subprocess.PIPE, text=True)
         return self
 
@@ -75,8 +81,8 @@ class PublisherProcess:
 def publisher():
     started = []
 
-    def start(config):
-        started.append(PublisherProcess(config).start())
+    def start(config, before=None):
+        started.append(PublisherProcess(config, before).start())
         return started[-1]
 
     yield start
@@ -353,6 +359,31 @@ def test_a_missing_password_file_is_one_line_and_readings_wait(password_broker, 
     assert len(lines) == 1, stderr
     assert lines[0].endswith(f"cannot read the MQTT password file {password_file}: No such file or directory; "
                              "retrying every 5 s at most, readings wait on disk")
+
+
+# A Python without paho-mqtt for the first 3 s, then with it, as when pip
+# installs it under a running publisher.
+PAHO_FOR_LATER = ("import sys, threading\n"
+                  "sys.modules['paho'] = None\n"
+                  "threading.Timer(3, sys.modules.pop, ('paho',)).start()\n")
+
+
+def test_paho_missing_is_one_line_and_readings_wait_until_it_can_be_imported(broker, tmp_path, publisher):
+    Readings(tmp_path / "logs").write(5)
+    collector = Collector(broker, ("edgesense/#",))
+    running = publisher(write_config(tmp_path, broker), before=PAHO_FOR_LATER)
+    time.sleep(2)
+    assert collector.on(topic("load", "reading")) == []
+    wait_all(collector, 5)
+    assert_each_once_in_order(collector, 5)
+    stderr = running.stop()
+    missing = [line for line in stderr.splitlines() if "paho" in line]
+    assert len(missing) == 1, stderr
+    assert missing[0].endswith(
+        f"WARNING  [mqtt] is set, but paho-mqtt is not installed for {sys.executable}, so the publisher cannot "
+        f"send anything; install it with: {sys.executable} -m pip install 'paho-mqtt>=2.0,<3'; "
+        "retrying every 5 s at most, readings wait on disk")
+    assert "Traceback" not in stderr
 
 
 def test_a_network_that_goes_silent_is_noticed_by_keepalive_and_nothing_is_lost(broker, tmp_path, publisher):

@@ -3,13 +3,15 @@ sensors, in the state file and in status, and nothing lost when the whole
 tree is killed and started again or reloaded."""
 
 import json
+import os
 import signal
 import subprocess
+import time
 
 import pytest
 
 from app.backlog import Backlog, Position
-from helpers import ROOT, edgesense_command, wait_for
+from helpers import ROOT, TESTS, edgesense_command, wait_for
 from mqtt_broker import Collector, broker, retained  # noqa: F401
 from running_tree import RunningTree
 
@@ -125,3 +127,46 @@ def test_a_reload_that_removes_a_sensor_clears_its_discovery_and_loses_nothing(b
     running.signal(signal.SIGTERM)
     assert running.wait_exit() == 0
     assert all_arrived(collector, running.log_dir)
+
+
+def path_without_paho(folder):
+    """A PYTHONPATH on which Python cannot import paho-mqtt, as one without it
+    installed: its sitecustomize, run as every interpreter starts (spawned and
+    forkserver children too), puts None in sys.modules["paho"]."""
+    hook = folder / "without-paho"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text('import sys\nsys.modules["paho"] = None\n')
+    return os.pathsep.join(map(str, (hook, ROOT, TESTS)))
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_without_paho_the_sensors_run_and_the_publisher_says_so_once(tmp_path, start_method):
+    """The publisher stays up and looks for paho again every few seconds,
+    quietly: no traceback, no restarts, one line in the log and in status."""
+    sensors = "".join(f'[[sensor]]\nname = "{name}"\ntype = "sensorkit:Counter"\ninterval = 0.05\n\n'
+                      for name in ("a", "b"))
+    mqtt = f'[mqtt]\nhost = "127.0.0.1"\nport = 9\nnode = "{NODE}"\n'
+    running = RunningTree(tmp_path, start_method, sensors + mqtt,
+                          env={"PYTHONPATH": path_without_paho(tmp_path)}).start()
+    try:
+        wait_for(lambda: running.log_lines("paho-mqtt is not installed"), 20, what="the publisher's line")
+        pid = running.state()["publisher"]["pid"]
+        time.sleep(2.5)  # its next looks for paho, 1 and 2 s apart
+        count = len(running.readings("a"))
+        running.wait_readings("a", count + 10)
+        status = subprocess.run(edgesense_command("status", "--config", str(running.config_path)),
+                                capture_output=True, text=True, timeout=30, cwd=ROOT)
+        running.signal(signal.SIGTERM)
+        assert running.wait_exit() == 0
+        stderr = running.stderr_text()
+    finally:
+        running.close()
+    (line,) = running.log_lines("paho-mqtt")
+    assert line.endswith("WARNING  [mqtt] is set, but paho-mqtt is not installed for "
+                         f"{edgesense_command()[0]}, so the publisher cannot send anything; install it with: "
+                         f"{edgesense_command()[0]} -m pip install 'paho-mqtt>=2.0,<3'; "
+                         "retrying every 5 s at most, readings wait on disk"), line
+    assert running.log_lines("publisher: restarted") == []
+    assert "Traceback" not in running.log_text() + stderr
+    assert (f"publisher: running, pid {pid}, not connected to 127.0.0.1:9 ([mqtt] is set, but paho-mqtt is "
+            "not installed for ") in status.stdout, status.stdout
