@@ -150,7 +150,8 @@ def test_without_paho_the_sensors_run_and_the_publisher_says_so_once(tmp_path, s
                           env={"PYTHONPATH": path_without_paho(tmp_path)}).start()
     try:
         wait_for(lambda: running.log_lines("paho-mqtt is not installed"), 20, what="the publisher's line")
-        pid = running.state()["publisher"]["pid"]
+        pid = wait_for(lambda: ((running.state() or {}).get("publisher") or {}).get("pid"), 20,
+                       what="the publisher in the state file")  # its line may come before the first state file
         time.sleep(2.5)  # its next looks for paho, 1 and 2 s apart
         count = len(running.readings("a"))
         running.wait_readings("a", count + 10)
