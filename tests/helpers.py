@@ -10,6 +10,9 @@
   ``edgesense_environment`` build the same command and environment for a
   ``subprocess.Popen`` of your own. Use it where the process is the point
   (``run``, signals, exit statuses as the shell sees them).
+- ``numbered_lines(count, start=0)``: log lines of ``LINE_BYTES`` bytes
+  each, numbered, to write through a live file; ``file_lines(path)``: the
+  lines of a log file, plain or gzipped.
 - ``fill_disk(directory)``: fill the file system of ``directory`` with a
   file named ``filler``.
 - ``edgesense_in_process(*args, cwd=...)``: the same command through
@@ -18,6 +21,7 @@
   the command line's logic: it costs milliseconds, not an interpreter start.
 """
 
+import gzip
 import io
 import os
 import subprocess
@@ -113,6 +117,21 @@ def fill_disk(directory):
         pass
     finally:
         os.close(fd)
+
+
+LINE_BYTES = 50
+"""The length of each of ``numbered_lines``: 20 of them fill a 1000-byte file."""
+
+
+def numbered_lines(count, start=0):
+    return [(b"line %06d of the edgesense log" % n).ljust(LINE_BYTES - 1, b".") + b"\n"
+            for n in range(start, start + count)]
+
+
+def file_lines(path):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as file:
+        return file.read().splitlines(keepends=True)
 
 
 def disk_bytes(path):

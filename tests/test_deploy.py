@@ -158,16 +158,7 @@ def fresh_install(tmp_path, installed):
 def test_unit_passes_systemd_analyze_verify(fresh_install):
     """verify resolves ExecStart= and the default dependencies under --root;
     the root gets this machine's targets and kill(1), the rest is the install."""
-    units = fresh_install / "usr/lib/systemd/system"
-    units.mkdir(parents=True, exist_ok=True)
-    for target in Path("/usr/lib/systemd/system").glob("*.target"):
-        shutil.copy(target, units)
-    (fresh_install / "usr/bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy(shutil.which("kill"), fresh_install / "usr/bin/kill")
-    if not (fresh_install / "bin").exists():
-        (fresh_install / "bin").symlink_to("usr/bin")
-
-    result = run(["systemd-analyze", "verify", f"--root={fresh_install}", "edgesense.service"])
+    result = verify_unit_at(fresh_install)
 
     assert (result.returncode, result.stderr, result.stdout) == (0, "", "")
 

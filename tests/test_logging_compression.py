@@ -10,31 +10,19 @@ import signal
 import threading
 import time
 
-from helpers import disk_bytes
+from helpers import disk_bytes, file_lines, numbered_lines
 from logging_setup.compression import COMPRESSION_NICENESS
 from logging_setup.directory import LogDirectory, gzip_file
 
 WAIT = 20.0
-LINE_BYTES = 50
 STATE_FILE_RESERVE = 4096
 RESERVED = ("edgesense.state.json", STATE_FILE_RESERVE)
-
-
-def numbered_lines(count, start=0):
-    return [(b"line %06d of the edgesense log" % n).ljust(LINE_BYTES - 1, b".") + b"\n"
-            for n in range(start, start + count)]
 
 
 def write(live, lines):
     for line in lines:
         assert live.append(line)
     live.flush()
-
-
-def file_lines(path):
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as file:
-        return file.read().splitlines(keepends=True)
 
 
 def lines_oldest_first(folder, live_name):

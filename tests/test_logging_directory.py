@@ -8,24 +8,12 @@ import time
 
 import pytest
 
-from helpers import disk_bytes
+from helpers import LINE_BYTES, disk_bytes, file_lines, numbered_lines
 from logging_setup.directory import RESCAN_SECONDS, LogDirectory, gzip_file
 
 
-LINE_BYTES = 50  # 20 lines fill a 1000-byte file
 STATE_FILE_RESERVE = 4096
 RESERVED = ("edgesense.state.json", STATE_FILE_RESERVE)
-
-
-def numbered_lines(count, start=0):
-    return [(b"line %06d of the edgesense log" % n).ljust(LINE_BYTES - 1, b".") + b"\n"
-            for n in range(start, start + count)]
-
-
-def file_lines(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as file:
-        return file.read().splitlines(keepends=True)
 
 
 def rotated_names(directory, live_name):
@@ -40,8 +28,6 @@ def lines_oldest_first(directory, live_name):
     for path in paths + [os.path.join(directory.path, live_name)]:
         lines.extend(file_lines(path))
     return lines
-
-
 
 
 def write(live, lines):

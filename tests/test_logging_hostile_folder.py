@@ -2,7 +2,6 @@
 foreign files, a folder deleted or full, a clock that jumps, what a power
 cut leaves behind, files that vanish while the folder is listed."""
 
-import gzip
 import os
 import shutil
 import threading
@@ -10,22 +9,9 @@ import time
 
 import pytest
 
-from helpers import fill_disk
+from helpers import file_lines, fill_disk, numbered_lines
 from logging_setup.directory import LogDirectory
 from logging_setup.folder import FILE_MODE, FOLDER_MODE
-
-LINE_BYTES = 50
-
-
-def numbered_lines(count, start=0):
-    return [(b"line %06d of the edgesense log" % n).ljust(LINE_BYTES - 1, b".") + b"\n"
-            for n in range(start, start + count)]
-
-
-def file_lines(path):
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as file:
-        return file.read().splitlines(keepends=True)
 
 
 def rotated_indexes(path, live_name):
