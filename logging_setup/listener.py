@@ -115,23 +115,26 @@ def _serve(receiver, handlers):
     """Block until datagrams arrive, write them in batches; return after the
     stop sentinel or, once the parent is gone, after the queue is empty.
 
-    After each flush the socket is read again before blocking: records that
-    arrived meanwhile are taken without a wake-up, which costs the sender
-    more than the send itself (measured in bench/logging_bench.py)."""
+    After each flush the socket is looked at again before blocking: records
+    that arrived meanwhile are taken without a wake-up, which costs the
+    sender more than the send itself (measured in bench/logging_bench.py).
+    Whether a datagram is queued is asked with ``poll(0)``, not found out
+    from a failing ``recv``: an exception costs more than the record."""
     parent = multiprocessing.parent_process()
-    poller = select.poll()
-    poller.register(receiver, select.POLLIN)
+    waiting = select.poll()
+    waiting.register(receiver, select.POLLIN)
     if parent is not None:
-        poller.register(parent.sentinel, select.POLLIN)
+        waiting.register(parent.sentinel, select.POLLIN)
+    queued = select.poll()
+    queued.register(receiver, select.POLLIN)
     buffer = bytearray(MAX_DATAGRAM_BYTES + 1)
     _flush(handlers)  # the listener's own first line
     while True:
-        events = poller.poll()
-        while True:
-            received, stopped = _write_available(receiver, buffer, handlers)
+        events = waiting.poll()
+        stopped = False
+        while not stopped and queued.poll(0):
+            stopped = _write_queued(receiver, queued, buffer, handlers)
             _flush(handlers)
-            if stopped or not received:
-                break
         parent_gone = any(fd != receiver.fileno() for fd, _ in events)
         if stopped or parent_gone:
             return
@@ -142,21 +145,21 @@ def _flush(handlers):
         handler.flush()
 
 
-def _write_available(receiver, buffer, handlers):
-    """Hand every queued record to the handlers. Returns how many datagrams
-    were read, and whether the last was the stop sentinel."""
+def _write_queued(receiver, queued, buffer, handlers):
+    """Hand every queued record to the handlers. True when the stop
+    sentinel came."""
     view = memoryview(buffer)
-    received = 0
     while True:
         try:
             size = receiver.recv_into(buffer, 0, socket.MSG_DONTWAIT)
         except BlockingIOError:
-            return received, False
-        received += 1
+            return False
         datagram = view[:size]
         if datagram == STOP_SENTINEL:
-            return received, True
+            return True
         _dispatch(datagram, handlers)
+        if not queued.poll(0):
+            return False
 
 
 def _dispatch(datagram, handlers):
