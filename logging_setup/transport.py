@@ -222,15 +222,16 @@ def pack_record(record, renderer=RENDERER):
     """What travels of ``record``: its message merged with its arguments and
     its traceback as text (L6), without copying the record.
 
-    A tuple: the standard attributes that travel as they are, in
-    ``PLAIN_ATTRIBUTES`` order (every process runs the same interpreter),
-    then the message, the traceback text, and a dict of the extras or None.
+    A tuple: the standard attributes a line is made of, in
+    ``LINE_ATTRIBUTES`` order, then the message, the traceback text, and a
+    dict of the extras or None. The other standard attributes (the caller's
+    file and line, the thread, the pid) reach no line, so they stay home.
     """
     state = record.__dict__
     try:
-        values = _plain_values(state)
+        values = _line_values(state)
     except KeyError:
-        values = tuple(state.get(name) for name in PLAIN_ATTRIBUTES)
+        values = tuple(state.get(name) for name in LINE_ATTRIBUTES)
     extras = None
     if len(state) > len(RECORD_ATTRIBUTES) + ("message" in state):
         extras = {name: state[name] for name in state.keys() - _NOT_EXTRA}
@@ -264,16 +265,15 @@ def encode_record(record):
 
 
 def decode_record(data):
-    """The LogRecord in a datagram made by ``encode_packed``: no args,
-    exc_info or stack_info.
+    """The LogRecord in a datagram made by ``encode_packed``.
 
     The record is rebuilt around the received attributes without running
     LogRecord.__init__, which would look up this process's time, pid and
     thread only to have them overwritten."""
     values, message, exc_text, extras = pickle.loads(data)
-    attributes = dict(zip(PLAIN_ATTRIBUTES, values, strict=True))
-    attributes["msg"] = message
-    attributes["exc_text"] = exc_text
+    name, levelno, levelname, created, msecs, process_name = values
+    attributes = {"name": name, "levelno": levelno, "levelname": levelname, "created": created,
+                  "msecs": msecs, "processName": process_name, "msg": message, "exc_text": exc_text}
     if extras:
         attributes.update(extras)
     record = ReceivedRecord.__new__(ReceivedRecord)
@@ -283,20 +283,21 @@ def decode_record(data):
 
 class ReceivedRecord(logging.LogRecord):
     """A record rebuilt from a datagram. What the sender rendered away (the
-    arguments, exc_info, stack_info) is None for every one of them, so it
-    is said here once rather than stored in each record."""
+    arguments, exc_info, stack_info) and the standard attributes that do not
+    travel are None for every one of them, so they are said here once
+    rather than stored in each record."""
 
-    args = None
-    exc_info = None
-    stack_info = None
+    args = exc_info = stack_info = None
+    pathname = filename = module = lineno = funcName = relativeCreated = None
+    thread = threadName = process = taskName = None
 
 
 RECORD_ATTRIBUTES = tuple(name for name in logging.makeLogRecord({}).__dict__ if name != "message")
-RENDERED_ATTRIBUTES = ("msg", "args", "exc_info", "exc_text", "stack_info")
-"""What the sender renders (the message, the traceback text) or leaves out."""
-PLAIN_ATTRIBUTES = tuple(name for name in RECORD_ATTRIBUTES if name not in RENDERED_ATTRIBUTES)
+LINE_ATTRIBUTES = ("name", "levelno", "levelname", "created", "msecs", "processName")
+"""The standard attributes that travel: what the listener's lines and
+level checks are made of (``decode_record`` unpacks them in this order)."""
 _NOT_EXTRA = frozenset(RECORD_ATTRIBUTES) | {"message"}
-_plain_values = operator.itemgetter(*PLAIN_ATTRIBUTES)
+_line_values = operator.itemgetter(*LINE_ATTRIBUTES)
 
 
 def _picklable(packed):
