@@ -18,17 +18,25 @@ is: a gzip waits for idle CPU rather than delaying a record or a reading."""
 
 
 class CompressionJob:
-    """Compress the file open as ``source`` into ``fd`` (the temporary file
-    ``temp``). ``bound`` is the room the budget keeps for the temporary
-    file until the job is finished. Both descriptors are closed by ``run``."""
+    """Compress one rotated file into a temporary file the directory
+    created for it. ``bound`` is the room the budget keeps for the
+    temporary file from the job's creation until it is finished; the files
+    are opened later (``attach``), and both descriptors are closed by
+    ``run``."""
 
-    def __init__(self, rotated, temp, source, fd, bound):
+    def __init__(self, rotated, bound):
         self.rotated = rotated
-        self.temp = temp
         self.bound = bound
+        self.temp = None
         self.error = None
         self.info = None
         self.done = threading.Event()
+        self._source = None
+        self._fd = None
+
+    def attach(self, temp, source, fd):
+        """The rotated file open as ``source``, the temporary file ``temp`` as ``fd``."""
+        self.temp = temp
         self._source = source
         self._fd = fd
 

@@ -100,11 +100,14 @@ class LiveFile:
         return True
 
     def flush(self):
-        """Write everything appended since the last flush (and rename into
-        place the archives finished meanwhile)."""
-        self.directory.finish_compressions()
-        if not self._pending:
-            return
+        """Write everything appended since the last flush; then the directory
+        starts and finishes its compressions, after the write so that they
+        never delay a line."""
+        if self._pending:
+            self._write_pending()
+        self.directory.after_write()
+
+    def _write_pending(self):
         if self._fd is None or os.fstat(self._fd).st_nlink == 0:
             self._reopen()
         lines, self._pending = self._pending, []
@@ -258,6 +261,7 @@ class LogDirectory:
         self._compressor = compressor or gzip_file
         self._background = BackgroundCompressor(self._compressor) if background else None
         self._compressing = []  # jobs not finished yet, in rotation order
+        self._awaiting_start = []  # of those, the jobs that start after the next write
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
         self.compress = compress
@@ -487,26 +491,49 @@ class LogDirectory:
     def _compress(self, rotated):
         """Compress through a temporary name, then rename, so a power cut
         never leaves a torn archive under a final name. Room for the
-        temporary file is made first; without room the file stays plain."""
+        temporary file is made first; without room the file stays plain.
+        In the background the job's files are opened after the next write
+        (``after_write``): a rotation delays the line that caused it by no
+        more than the rename."""
         if not self._room_to_compress(rotated):
             return
+        job = CompressionJob(rotated, gzip_bound(rotated.size))
+        self._compressing.append(job)
+        if self._background is None:
+            self._start(job)
+            self._finish_compressions()
+        else:
+            self._awaiting_start.append(job)
+
+    def _start(self, job):
         try:
-            source = self.folder.open_own(rotated.name)
+            source = self.folder.open_own(job.rotated.name)
             try:
-                temp, fd = self.folder.create_temp(rotated.name + ".gz", ".tmp", os.O_WRONLY)
+                temp, fd = self.folder.create_temp(job.rotated.name + ".gz", ".tmp", os.O_WRONLY)
             except BaseException:
                 os.close(source)
                 raise
         except (OSError, ForeignEntry) as error:
-            self._report_uncompressed(rotated, error)
+            self._compressing.remove(job)
+            self._report_uncompressed(job.rotated, error)
             return
-        job = CompressionJob(rotated, temp, source, fd, gzip_bound(rotated.size))
-        self._compressing.append(job)
+        job.attach(temp, source, fd)
         if self._background is None:
             job.run(self._compressor)
-            self._finish_compressions()
         else:
             self._background.submit(job)
+
+    def after_write(self):
+        """Start the compressions of the files rotated since the last write,
+        and rename into place the archives the background thread finished."""
+        if self._awaiting_start:
+            self._start_compressions()
+        self.finish_compressions()
+
+    def _start_compressions(self):
+        awaiting, self._awaiting_start = self._awaiting_start, []
+        for job in awaiting:
+            self._start(job)
 
     def finish_compressions(self):
         """Rename into place every archive the background thread finished."""
@@ -516,6 +543,8 @@ class LogDirectory:
     def _finish_compressions(self, until=None):
         """Rename every archive written so far into place, in rotation order;
         wait for the jobs up to ``until`` (a job) first."""
+        if until is not None:
+            self._start_compressions()
         while self._compressing:
             job = self._compressing[0]
             if until is not None:
@@ -662,6 +691,7 @@ class LogDirectory:
         the folder. Idempotent."""
         for live in self._live.values():
             live.close()
+        self._start_compressions()
         if self._compressing:
             self._finish_compressions(until=self._compressing[-1])
         if self._background is not None:

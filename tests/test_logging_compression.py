@@ -59,6 +59,38 @@ def test_lines_are_written_while_an_archive_is_being_compressed(tmp_path):
     assert lines_oldest_first(tmp_path, "edgesense.log") == numbered_lines(40)
 
 
+def test_a_rotation_starts_its_compression_only_after_the_line_that_caused_it_is_written(tmp_path):
+    order = []
+    real_write = os.write
+
+    def noted_write(fd, data):
+        order.append("write")
+        return real_write(fd, data)
+
+    def noted_compressor(plain, packed):
+        order.append("compress")
+        gzip_file(plain, packed)
+
+    directory = LogDirectory(tmp_path, max_file_bytes=1000, max_total_bytes=100_000, compressor=noted_compressor,
+                             background=True)
+    live = directory.open_live("edgesense.log")
+    write(live, numbered_lines(20))
+    assert live.append(numbered_lines(21)[20])  # rotates the first 20 away
+    room_kept = directory.used_bytes() - live.size - os.path.getsize(tmp_path / "edgesense.log.1")
+    assert room_kept > 20 * len(numbered_lines(1)[0])  # the archive's room is kept from the rotation on
+    assert sorted(os.listdir(tmp_path)) == ["edgesense.log", "edgesense.log.1"]  # no job file yet
+    os.write = noted_write
+    try:
+        live.flush()
+    finally:
+        os.write = real_write
+    directory.close()
+
+    assert order[:2] == ["write", "compress"]
+    assert sorted(os.listdir(tmp_path)) == ["edgesense.log", "edgesense.log.1.gz"]
+    assert lines_oldest_first(tmp_path, "edgesense.log") == numbered_lines(21)
+
+
 def test_budget_holds_while_compressing_in_the_background(tmp_path):
     budget = 3 * 2000 + STATE_FILE_RESERVE
     peaks = []
