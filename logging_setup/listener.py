@@ -128,14 +128,17 @@ def _serve(receiver, handlers):
     queued = select.poll()
     queued.register(receiver, select.POLLIN)
     buffer = bytearray(MAX_DATAGRAM_BYTES + 1)
+    receiver_fd = receiver.fileno()
     _flush(handlers)  # the listener's own first line
     while True:
-        events = waiting.poll()
+        ready = {fd for fd, _ in waiting.poll()}
         stopped = False
-        while not stopped and queued.poll(0):
+        records_queued = receiver_fd in ready
+        while records_queued and not stopped:
             stopped = _write_queued(receiver, queued, buffer, handlers)
             _flush(handlers)
-        parent_gone = any(fd != receiver.fileno() for fd, _ in events)
+            records_queued = queued.poll(0)
+        parent_gone = bool(ready - {receiver_fd})
         if stopped or parent_gone:
             return
 
