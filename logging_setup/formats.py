@@ -48,6 +48,8 @@ def escape(text):
     >>> print(escape("door\\n2026-12-01 \\x1b[2J\\u2028"))
     door\\n2026-12-01 \\x1b[2J\\u2028
     """
+    if text.isascii() and text.isprintable():  # no regex for the common line
+        return text
     if _UNPRINTABLE.search(text) is None:
         return text
     return _UNPRINTABLE.sub(_escaped_character, text)
@@ -134,6 +136,10 @@ class OneLineFormatter(logging.Formatter):
         return escaped
 
 
+_THREE_DIGITS = tuple(f"{number:03d}" for number in range(1000))
+"""A timestamp's milliseconds as text, looked up rather than formatted."""
+
+
 class LineFormatter(OneLineFormatter):
     """``LOG_FORMAT``, built without the generic formatting for a record
     without a traceback, with the timestamp's strftime done once per second."""
@@ -150,7 +156,9 @@ class LineFormatter(OneLineFormatter):
             return super().format(record)
         if int(record.created) != self._second:
             self._start_second(record.created)
-        return f"{self._second_text},{int(record.msecs):03d} {self.head(record)} {escape(record.getMessage())}"
+        millis = int(record.msecs)
+        millis = _THREE_DIGITS[millis] if 0 <= millis < 1000 else f"{millis:03d}"
+        return f"{self._second_text},{millis} {self.head(record)} {escape(record.getMessage())}"
 
     def formatTime(self, record, datefmt=None):
         if datefmt is not None:

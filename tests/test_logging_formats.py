@@ -140,6 +140,15 @@ def test_plain_lines_are_what_the_generic_format_writes(names, formatter, generi
     assert [formatter.format(made) for _ in range(2)] == [expected] * 2
 
 
+@pytest.mark.parametrize("msecs", [0.0, 7.0, 42.9, 999.0, 1000.0, -1.0])  # the last two: a sender's odd record
+@pytest.mark.parametrize("message", ["plain text", "caf\u00e9", "a\u2028b", "tab\there", "\x7f", ""])
+def test_a_plain_line_keeps_the_generic_milliseconds_and_escapes(msecs, message):
+    made = logging.makeLogRecord({"name": "n", "msg": message, "levelname": "INFO", "levelno": logging.INFO,
+                                  "processName": "p", "created": 1764000000.0, "msecs": msecs})
+    expected = OneLineFormatter(LOG_FORMAT).format(logging.makeLogRecord(made.__dict__))
+    assert LineFormatter().format(made) == expected
+
+
 class WritesCounted(io.StringIO):
     def __init__(self):
         super().__init__()
