@@ -14,7 +14,9 @@ machine, with the same line format.
     with gzip (several rotations a run), followed across rotations as
     ``tail -F`` does; and, as the floor of any path through a listener
     process, a bare datagram's trip from the same paced writers to a
-    process waiting in poll (no logging, no file).
+    process waiting in poll (no logging, no file). The steady state is
+    measured: the first half second of probes is not counted, and no
+    writer exits before all have sent their last.
 
 Each figure is also printed as a ratio to the upper bound. Throughput is
 the best of ``--repeat`` runs of each path, interleaved (the machine may be
@@ -49,6 +51,9 @@ from logging_setup.names import oldest_first  # noqa: E402
 
 WRITERS = 4
 LATENCY_RATE = 100
+WARM_UP_SECONDS = 0.5
+"""Probes not counted at the start of a latency run, while the writers and
+the listener are still starting on the same two CPUs."""
 MIB = 1024 * 1024
 CTX = multiprocessing.get_context("fork")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -223,25 +228,31 @@ def upper_bound_throughput(directory, count):
 
 # --- (b) latency ------------------------------------------------------------
 
-def paced(count, probe):
-    """Calls ``probe(send_time_ns)`` ``count`` times at LATENCY_RATE."""
+def paced(count, probe, warm_up):
+    """Calls ``warm_up(send_time_ns)`` for WARM_UP_SECONDS, then
+    ``probe(send_time_ns)`` ``count`` times, all at LATENCY_RATE."""
     started = time.monotonic()
-    for number in range(count):
+    warm_ups = int(WARM_UP_SECONDS * LATENCY_RATE)
+    for number in range(warm_ups + count):
         time.sleep(max(0.0, started + number / LATENCY_RATE - time.monotonic()))
-        probe(time.monotonic_ns())
+        (warm_up if number < warm_ups else probe)(time.monotonic_ns())
 
 
-def paced_writer(setup, count):
-    """Logs ``count`` records at LATENCY_RATE, each carrying its send time."""
+def paced_writer(setup, all_sent, count):
+    """Logs ``count`` records at LATENCY_RATE after the warm-up, each
+    carrying its send time; then waits for the other writers."""
     if setup is not None:
         setup()
     log = logging.getLogger("bench.latency")
-    paced(count, partial(log.info, "latency probe %d"))
+    paced(count, partial(log.info, "latency probe %d"), partial(log.info, "warm-up probe %d"))
+    all_sent.wait(WRITERS * count / LATENCY_RATE)
 
 
-def paced_datagram_writer(sender, count):
-    """Sends ``count`` bare datagrams at LATENCY_RATE, each its send time."""
-    paced(count, lambda sent: sender.send(sent.to_bytes(8, "little")))
+def paced_datagram_writer(sender, all_sent, count):
+    """Sends ``count`` bare datagrams at LATENCY_RATE after the warm-up
+    (whose datagrams say 0), each its send time; then waits for the others."""
+    paced(count, lambda sent: sender.send(sent.to_bytes(8, "little")), lambda _: sender.send(bytes(8)))
+    all_sent.wait(WRITERS * count / LATENCY_RATE)
 
 
 def datagram_hop_latency(directory, count):
@@ -255,7 +266,8 @@ def datagram_hop_latency(directory, count):
     latencies = []
     while len(latencies) < WRITERS * count and (poller.poll(1000) or not done()):
         while (data := _received(receiver)) is not None:
-            latencies.append((time.monotonic_ns() - int.from_bytes(data, "little")) / 1e6)
+            if sent := int.from_bytes(data, "little"):
+                latencies.append((time.monotonic_ns() - sent) / 1e6)
     for writer in writers:
         writer.join()
     receiver.close()
@@ -310,11 +322,17 @@ def _rotated_away(file, live_file):
 
 def paced_writers(target, args, count):
     """WRITERS processes each logging ``count`` probes; a function that says
-    whether all are done."""
-    writers = [CTX.Process(target=target, args=(*args, count)) for _ in range(WRITERS)]
+    whether all are done. No writer exits before all have sent their last."""
+    all_sent = CTX.Barrier(WRITERS)
+    writers = [CTX.Process(target=target, args=(*args, all_sent, count)) for _ in range(WRITERS)]
     for writer in writers:
         writer.start()
-    return writers, lambda: not any(writer.is_alive() for writer in writers)
+
+    def done():
+        # Holds the barrier too: a started Process lets go of its arguments,
+        # and a child started later must still find the barrier's semaphore.
+        return all_sent is not None and not any(writer.is_alive() for writer in writers)
+    return writers, done
 
 
 def latency_of(path_class, directory, count):
@@ -337,9 +355,9 @@ def upper_bound_latency(directory, count):
     return latencies
 
 
-def plain_latency_writer(live_file, count):
+def plain_latency_writer(live_file, all_sent, count):
     use_only(plain_file_handler(live_file))
-    paced_writer(None, count)
+    paced_writer(None, all_sent, count)
 
 
 def percentile(values, fraction):
