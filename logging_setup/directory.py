@@ -422,8 +422,12 @@ class LogDirectory:
         raise ForeignEntry(f"the next {_FOREIGN_AT_NEXT_NAME_ATTEMPTS} rotated names are all taken")
 
     def free_oldest(self):
-        """Delete the oldest rotated file to make room on a full disk.
-        False when there is none left."""
+        """Make room on a full disk: rename the archives finished meanwhile
+        into place (their plain copies go), else delete the oldest rotated
+        file. False when there is nothing left to free."""
+        if self._compressing and self._compressing[0].done.is_set():
+            self._finish_compressions()
+            return True
         if not self._rotated:
             return False
         self._delete(self._rotated[0])
@@ -477,6 +481,7 @@ class LogDirectory:
         return self._other_bytes + others
 
     def _delete(self, rotated):
+        self._abandon_unstarted(rotated)
         rotated = self._settled(rotated)
         try:
             self.folder.unlink_if(rotated.name, rotated.inode)
@@ -488,13 +493,23 @@ class LogDirectory:
         self._rotated.remove(rotated)
         self._rotated_bytes -= rotated.size
 
+    def _abandon_unstarted(self, rotated):
+        """Drop the compression of ``rotated`` if it has not started: the
+        file is about to be deleted, so there is nothing to wait for."""
+        for job in self._awaiting_start:
+            if job.rotated is rotated:
+                self._awaiting_start.remove(job)
+                self._compressing.remove(job)
+                return
+
     def _compress(self, rotated):
         """Compress through a temporary name, then rename, so a power cut
         never leaves a torn archive under a final name. Room for the
         temporary file is made first; without room the file stays plain.
-        In the background the job's files are opened after the next write
-        (``after_write``): a rotation delays the line that caused it by no
-        more than the rename."""
+        In the background the job's files are usually opened after the
+        next write (``after_write``), so a rotation delays the line that
+        caused it by little more than the rename; a budget that needs the
+        archive's room at once starts the job at once."""
         if not self._room_to_compress(rotated):
             return
         job = CompressionJob(rotated, gzip_bound(rotated.size))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import file_lines, fill_disk, numbered_lines
+from helpers import file_lines, fill_disk, numbered_lines, wait_for
 from logging_setup.directory import LogDirectory
 from logging_setup.folder import FILE_MODE, FOLDER_MODE
 
@@ -254,6 +254,26 @@ def test_a_disk_filled_by_its_own_files_frees_the_oldest_and_goes_on(small_disk)
     kept = every_line(small_disk)
     assert kept == lines[-len(kept):]
     assert len(kept) > 2000
+    assert reports == []
+
+
+def test_a_full_disk_takes_a_finished_archive_before_any_history(small_disk):
+    """The archive finished but not yet renamed holds the plain copy's room:
+    renaming it frees that, so the line fits and no history is deleted."""
+    reports = []
+    directory = LogDirectory(small_disk, 16384, 100 * 1024 * 1024, report=reports.append, background=True)
+    live = directory.open_live("edgesense.log")
+    lines = numbered_lines(400)
+    for start in range(0, len(lines), 50):  # rotates once, at about line 330
+        write(live, lines[start:start + 50])
+    wait_for(lambda: all(job.done.is_set() for job in directory._compressing), 20.0, what="the archive")
+    fill_disk(small_disk)
+    write(live, numbered_lines(100, start=400))  # more than the live file's last page holds
+    os.unlink(small_disk / "filler")
+    directory.close()
+
+    assert sorted(os.listdir(small_disk)) == ["edgesense.log", "edgesense.log.1.gz"]
+    assert every_line(small_disk) == numbered_lines(500)
     assert reports == []
 
 
