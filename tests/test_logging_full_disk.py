@@ -88,8 +88,19 @@ def test_full_tmpfs(mp_context, small_tmpfs, tmp_path):
 
     assert tree.logged("before") == [f"before record {n}" for n in range(50)]
     assert tree.logged("after") == [f"after record {n}" for n in range(50)]
-    kept_while_full = len(tree.logged("full"))
-    assert_one_episode_reported(tree, 300 - kept_while_full)
+    assert_lost_in_one_run(tree, 300)
+
+
+def assert_lost_in_one_run(tree, written):
+    """The "full" records kept are in order, none twice; those lost are one
+    run (the batches that met the full disk), reported as one episode with
+    their exact count. Records still queued when space returns are written:
+    a test cannot wait for the listener's last batch of the burst."""
+    kept = [int(message.rsplit(" ", 1)[1]) for message in tree.logged("full")]
+    lost = sorted(set(range(written)) - set(kept))
+    assert kept == sorted(set(kept))
+    assert lost and lost == list(range(lost[0], lost[0] + len(lost)))
+    assert_one_episode_reported(tree, len(lost))
 
 
 def test_file_size_limit(tmp_path):
@@ -112,14 +123,7 @@ def test_file_size_limit(tmp_path):
 
     assert tree.logged("before") == [f"before record {n}" for n in range(50)]
     assert tree.logged("after") == [f"after record {n}" for n in range(50)]
-    kept = [int(message.rsplit(" ", 1)[1]) for message in tree.logged("full")]
-    lost = sorted(set(range(300)) - set(kept))
-    assert kept == sorted(set(kept))  # in order, none twice
-    # One run lost: the lines of the batches that met the limit. Those still
-    # queued when the limit is lifted are written (the test cannot wait for
-    # the listener's last batch of the burst).
-    assert lost and lost == list(range(lost[0], lost[0] + len(lost)))
-    assert_one_episode_reported(tree, len(lost))
+    assert_lost_in_one_run(tree, 300)
 
 
 LOG_FILE_NAMES = re.compile(r"^edgesense\.log(\.[0-9]+(\.gz)?)?$")
