@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 
 FORKSERVER_PRELOAD = [
+    "app.fork_server_name",
     "app.child_entry",
     "app.worker",
     "app.publisher",
@@ -60,7 +61,8 @@ FORKSERVER_PRELOAD = [
     "multiprocessing.sharedctypes",
 ]
 """Imported once by the fork server so that workers share those pages:
-every child's entry (setproctitle with it), the worker, every built-in
+the module that names the fork server in ps, every child's entry
+(setproctitle with it), the worker, every built-in
 sensor module (gpiozero with them), what gpiozero uses to find its pin
 factories, and what the heartbeat's shared memory needs. Importing gpiozero is fine; creating a pin factory there is
 not (lgpio would start a thread and open a FIFO that every forked worker

@@ -8,11 +8,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from app.fork_server_name import is_the_fork_server
 from helpers import edgesense_command, edgesense_environment, wait_for
 from running_tree import RunningTree, session_pids
 
@@ -381,11 +383,11 @@ def forkserver_pid(supervisor_pid):
         if entry.isdigit():
             try:
                 stat = open(f"/proc/{entry}/stat").read()
-                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+                comm = open(f"/proc/{entry}/comm").read().strip()
             except OSError:
                 continue
             parent = int(stat[stat.rindex(")") + 2:].split()[1])
-            if parent == supervisor_pid and b"forkserver" in cmdline:
+            if parent == supervisor_pid and comm == "es:forkserver":
                 return int(entry)
     return None
 
@@ -601,6 +603,14 @@ def ps_names(pid):
     return comm, args.strip()
 
 
+def test_only_the_fork_server_takes_the_fork_servers_name():
+    assert "app.fork_server_name" in sys.modules  # imported by this test file, in pytest's process
+    assert open("/proc/self/comm").read().strip() != "es:forkserver"
+    assert is_the_fork_server(["-c"], {"multiprocessing.forkserver": None})
+    assert not is_the_fork_server(["-c"], {})
+    assert not is_the_fork_server(["pytest"], {"multiprocessing.forkserver": None})
+
+
 @pytest.mark.skipif(shutil.which("ps") is None, reason="needs ps")
 def test_every_process_says_what_it_is_in_ps(make_tree):
     tree = make_tree(counter("door") + counter("a-long-sensor-name")).start()
@@ -610,3 +620,5 @@ def test_every_process_says_what_it_is_in_ps(make_tree):
     assert ps_names(listener) == ("es:log-listener", "edgesense: log-listener")
     assert ps_names(door["pid"]) == ("es:door", "edgesense: sensor door")
     assert ps_names(long_name["pid"]) == ("es:a-long-senso", "edgesense: sensor a-long-sensor-name")
+    if tree.start_method == "forkserver":
+        assert ps_names(forkserver_pid(tree.pid)) == ("es:forkserver", "edgesense: fork server")
