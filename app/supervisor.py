@@ -62,11 +62,11 @@ FORKSERVER_PRELOAD = [
 ]
 """Imported once by the fork server so that workers share those pages:
 the module that names the fork server in ps, every child's entry
-(setproctitle with it), the worker, every built-in
-sensor module (gpiozero with them), what gpiozero uses to find its pin
-factories, and what the heartbeat's shared memory needs. Importing gpiozero is fine; creating a pin factory there is
-not (lgpio would start a thread and open a FIFO that every forked worker
-then finds busy)."""
+(setproctitle with it), the worker, every built-in sensor module (gpiozero
+with them), what gpiozero uses to find its pin factories, and what the
+heartbeat's shared memory needs. Importing gpiozero is fine; creating a pin
+factory there is not (lgpio would start a thread and open a FIFO that every
+forked worker then finds busy)."""
 
 LISTENER_DRAIN_TIMEOUT = 10.0
 """Seconds the listener may take to write what was sent before its stop."""

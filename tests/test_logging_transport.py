@@ -51,6 +51,18 @@ class Unpicklable:
     __str__ = __repr__
 
 
+def test_a_line_s_attributes_and_the_extras_travel_and_the_rest_stays_home(transport, log):
+    before = time.time()
+    log.warning("door %s", "open", extra={"reading": {"value": 1}, "room": "shed"})
+    [record] = received(transport)
+    assert (record.name, record.levelno, record.levelname) == ("tests.transport", logging.WARNING, "WARNING")
+    assert before <= record.created <= time.time()
+    assert record.msecs == int((record.created - int(record.created)) * 1000)
+    assert record.processName == "MainProcess"
+    assert (record.getMessage(), record.reading, record.room) == ("door open", {"value": 1}, "shed")
+    assert [record.pathname, record.lineno, record.funcName, record.thread, record.process] == [None] * 5
+
+
 def test_arguments_are_merged_before_sending(transport, log):
     log.info("%s read %.1f %s", "sensor:t", 21.456, Unpicklable())
     [record] = received(transport)
